@@ -1,0 +1,5 @@
+"""`python -m hazardwatch` runs the CLI."""
+
+from hazardwatch.cli import run
+
+run()
