@@ -70,3 +70,22 @@ class Verdict(msgspec.Struct, frozen=True):
     @classmethod
     def give_up(cls, reason: str, status: int | None = None) -> Verdict:
         return cls(ok=False, retryable=False, reason=reason, status=status)
+
+
+class Disposition(StrEnum):
+    """The result an enterprise files to close an alarm or warning (处置结果, DOMAIN.md §4)."""
+
+    REAL_ALARM_HANDLED = "real_alarm_handled"  # 真实报警, 已处置
+    PROCESS_FLUCTUATION = "process_fluctuation"  # 工艺波动
+    INSTRUMENT_FAULT = "instrument_fault"  # 仪表故障 / 误报
+    MAINTENANCE_OR_SHUTDOWN = "maintenance_or_shutdown"  # 检修或停车 (已备案)
+    COMMISSIONING = "commissioning"  # 调试
+    OTHER = "other"  # 其他 (note required)
+
+
+class FilingKind(StrEnum):
+    """Structured filings (备案) that change what the alerts stage pushes (DOMAIN.md §4)."""
+
+    MAINTENANCE = "maintenance"  # 大检修备案: record and show, do not push or escalate
+    STARTUP_SHUTDOWN = "startup_shutdown"  # 开停车 (with or without interlocks bypassed)
+    DECOMMISSION = "decommission"  # 停用: the point is out of service until the filing ends
