@@ -1,0 +1,429 @@
+"""The embedded runner: one process, MQTT (or the simulator) in, the rules engine, the warning
+model and the alerts stage on ONE evaluation thread, notifications delivered by an outbox
+thread, time series written by a writer thread that is never on the alarm path.
+
+`Pipeline` is the evaluation core (synchronous, owns all evaluation state; the demo drives it
+directly in simulated time). `EmbeddedRunner` adds the threads around it: a bounded in-process
+queue fed by the source, batching (drain up to N messages or T ms), a 1 s wall-clock ticker so
+offline and escalation timers fire without new data, commit of engine state + input position to
+SQLite, MQTT acks only after that commit, hot reload between batches, and a graceful shutdown
+that flushes everything.
+
+Order inside a batch, and why it is crash-safe: normalise -> engine -> warnings -> alerts
+service (its own SQLite: alarm state and outbox) -> engine snapshot commit -> MQTT ack. A crash
+before the commit re-processes the batch from the broker's redelivery; alarm ids are
+deterministic and the alerts service ignores events it already has, so nothing is duplicated,
+and since acks wait for the commit nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from hazardwatch.engine_store import EngineStore
+from hazardwatch.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class RawMessage(NamedTuple):
+    """One message as a source received it. `ack` runs after the batch holding it committed."""
+
+    topic: str
+    payload: bytes
+    received_ms: int
+    ack: Callable[[], None] | None = None
+
+
+@dataclass(slots=True)
+class Stages:
+    """The pure cores the pipeline calls, built by `hazardwatch.wiring` from settings.
+
+    `alerts` may be None (replay-like runs that only want alarms); `registry` and `ruleset` are
+    kept to name the running rules and to map readings to points for the time-series writer.
+    """
+
+    registry: Any
+    ruleset: Any
+    normalizer: Any
+    engine: Any
+    warnings: Any
+    alerts: Any | None = None
+
+    @property
+    def ruleset_version(self) -> str:
+        return str(getattr(self.ruleset, "version", ""))
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    readings: list[Any] = field(default_factory=list)
+    alarms: list[Any] = field(default_factory=list)
+    warnings: list[Any] = field(default_factory=list)
+    rejects: list[Any] = field(default_factory=list)
+
+
+class TimeseriesSink(Protocol):
+    """Where readings, alarms and warnings go for InfluxDB (see `wiring.TimeseriesFeed`)."""
+
+    def submit(self, outcome: BatchOutcome) -> None: ...
+
+
+class PipelineListener(Protocol):
+    def on_batch(self, outcome: BatchOutcome, now_ms: int) -> None: ...
+
+
+class Pipeline:
+    """Evaluation core. Not thread-safe by design: exactly one thread calls it."""
+
+    def __init__(
+        self,
+        stages: Stages,
+        *,
+        start_ms: int,
+        store: EngineStore | None = None,
+        metrics: Metrics | None = None,
+        sink: TimeseriesSink | None = None,
+        on_reject: Callable[[Any], None] | None = None,
+        listeners: Iterable[PipelineListener] = (),
+    ) -> None:
+        self.stages = stages
+        self.store = store
+        self.metrics = metrics or Metrics()
+        self.sink = sink
+        self.on_reject = on_reject
+        self.listeners = list(listeners)
+        self.position: dict[str, Any] = {}
+        self.restored = False
+        snap = store.load() if store is not None else None
+        if snap is not None:
+            # Keyed by point key inside: loads into an engine built from newer rules too.
+            self.engine_state = stages.engine.load_state(snap.engine)
+            self.warning_state = stages.warnings.load_state(snap.warnings)
+            self.position = dict(snap.position)
+            self.restored = True
+            log.info(
+                "restored engine state of batch %d (saved by ruleset %s)",
+                snap.batches,
+                snap.ruleset or "?",
+            )
+        else:
+            self.engine_state = stages.engine.initial_state(start_ms)
+            self.warning_state = stages.warnings.initial_state()
+        self.metrics.set_ruleset(stages.ruleset_version)
+        self._dirty = False
+
+    # -- the two inputs: data and time ----------------------------------------------------------
+    def process(self, messages: Sequence[RawMessage], now_ms: int) -> BatchOutcome:
+        """Normalise and evaluate one batch of messages (state is not committed here)."""
+        out = BatchOutcome()
+        normalize = self.stages.normalizer.normalize
+        lag_from: int | None = None
+        for m in messages:
+            res = normalize(m.topic, m.payload, m.received_ms)
+            if res.readings:
+                out.readings.extend(res.readings)
+            if res.rejects:
+                out.rejects.extend(res.rejects)
+            if lag_from is None or m.received_ms < lag_from:
+                lag_from = m.received_ms
+        for dl in out.rejects:
+            self.metrics.observe_reject(str(dl.reason))
+            if self.on_reject is not None:
+                self.on_reject(dl)
+        self.engine_state, out.alarms = self.stages.engine.process(
+            self.engine_state, out.readings, now_ms
+        )
+        self._after_engine(out, now_ms)
+        self.metrics.observe_batch(
+            len(messages), len(out.readings), None if lag_from is None else now_ms - lag_from
+        )
+        return out
+
+    def tick(self, now_ms: int) -> BatchOutcome:
+        """Advance timers to `now_ms` with no new data (offline, on-delays, escalation)."""
+        out = BatchOutcome()
+        self.engine_state, out.alarms = self.stages.engine.tick(self.engine_state, now_ms)
+        self._after_engine(out, now_ms, tick=True)
+        return out
+
+    def _after_engine(self, out: BatchOutcome, now_ms: int, tick: bool = False) -> None:
+        st = self.stages
+        if out.alarms:
+            self.warning_state, out.warnings = st.warnings.on_alarms(
+                self.warning_state, out.alarms, now_ms
+            )
+        if tick:
+            self.warning_state, more = st.warnings.tick(self.warning_state, now_ms)
+            out.warnings.extend(more)
+        if st.alerts is not None:
+            for ev in out.alarms:
+                st.alerts.on_alarm(ev, now_ms)
+            for wev in out.warnings:
+                st.alerts.on_warning(wev, now_ms)
+            if tick:
+                st.alerts.tick(now_ms)
+        for ev in out.alarms:
+            self.metrics.observe_alarm(str(ev.kind), ev.level and str(ev.level), str(ev.state))
+        for wev in out.warnings:
+            self.metrics.observe_warning(str(wev.colour), str(wev.state))
+        if out.alarms or out.warnings or out.readings:
+            self._dirty = True
+        if self.sink is not None and (out.readings or out.alarms or out.warnings):
+            self.sink.submit(out)
+        for listener in self.listeners:
+            listener.on_batch(out, now_ms)
+
+    # -- commit ---------------------------------------------------------------------------------
+    def commit(self, now_ms: int, position: dict[str, Any] | None = None) -> bool:
+        """Persist engine + warning state and the input position in one transaction."""
+        if position:
+            self.position.update(position)
+            self._dirty = True
+        if self.store is None or not self._dirty:
+            return False
+        self.store.save(
+            self.engine_state.to_bytes(),
+            self.warning_state.to_bytes(),
+            self.position,
+            self.stages.ruleset_version,
+            now_ms,
+        )
+        self._dirty = False
+        return True
+
+    # -- control --------------------------------------------------------------------------------
+    def swap(self, stages: Stages) -> None:
+        """Hot reload: move the open alarms and timers into an engine built from new rules."""
+        self.engine_state = stages.engine.load_state(self.engine_state.to_bytes())
+        self.warning_state = stages.warnings.load_state(self.warning_state.to_bytes())
+        self.stages = stages
+        self.metrics.set_ruleset(stages.ruleset_version)
+        self._dirty = True
+
+    def close_warning(self, warning_id: str, now_ms: int) -> None:
+        """A disposition was filed in the alerts stage: the warning model may close it."""
+        self.warning_state, events = self.stages.warnings.close(
+            self.warning_state, warning_id, now_ms
+        )
+        out = BatchOutcome(warnings=list(events or []))
+        if self.stages.alerts is not None:
+            for wev in out.warnings:
+                self.stages.alerts.on_warning(wev, now_ms)
+        for wev in out.warnings:
+            self.metrics.observe_warning(str(wev.colour), str(wev.state))
+        self._dirty = True
+        if self.sink is not None and out.warnings:
+            self.sink.submit(out)
+        for listener in self.listeners:
+            listener.on_batch(out, now_ms)
+
+
+# ------------------------------------------------------------------------------------------------
+# The threaded shell around the pipeline.
+
+
+class Source(Protocol):
+    """A message source: delivers RawMessages until stopped (MQTT, the simulator, a file)."""
+
+    def start(self, deliver: Callable[[RawMessage], None]) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class OutboxLike(Protocol):
+    def deliver_due(self, now_ms: int, channels: Any) -> Any: ...
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    batch_max_messages: int = 2000
+    batch_max_wait_ms: int = 20  # waiting longer only adds latency; batches form under load
+    queue_max: int = 20000  # bounded: a source blocks (and MQTT stops acking) when we lag
+    tick_interval_ms: int = 1000
+    commit_interval_ms: int = 200  # acks wait for the commit; a crash re-processes <= this
+    outbox_interval_ms: int = 100
+    shutdown_timeout_s: float = 10.0
+
+
+_STOP = object()
+
+
+class EmbeddedRunner:
+    """Runs a Pipeline with its threads. `start()` returns at once; `stop()` shuts down
+    gracefully (source stopped, queue drained, state committed, messages acked, outbox given a
+    last delivery round, writer flushed)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        source: Source | None,
+        *,
+        config: RunnerConfig | None = None,
+        outbox: OutboxLike | None = None,
+        channels: Any = None,
+        reloader: Any = None,
+        clock: Callable[[], int] = wall_ms,
+        on_stop: Iterable[Callable[[], None]] = (),
+    ) -> None:
+        self.pipeline = pipeline
+        self.source = source
+        self.cfg = config or RunnerConfig()
+        self.outbox = outbox
+        self.channels = channels
+        self.reloader = reloader
+        self.clock = clock
+        self._on_stop = list(on_stop)
+        self._q: queue.Queue[Any] = queue.Queue(self.cfg.queue_max)
+        self._control: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._outbox_wake = threading.Event()
+        self._eval_thread = threading.Thread(target=self._eval_loop, name="hw-eval", daemon=True)
+        self._outbox_thread = threading.Thread(
+            target=self._outbox_loop, name="hw-outbox", daemon=True
+        )
+        self._failure: BaseException | None = None
+        self.stopped = threading.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> EmbeddedRunner:
+        self._eval_thread.start()
+        if self.outbox is not None:
+            self._outbox_thread.start()
+        if self.source is not None:
+            self.source.start(self.deliver)
+        return self
+
+    def deliver(self, msg: RawMessage) -> None:
+        """Source callback: blocks when the queue is full (backpressure, no silent drop)."""
+        self._q.put(msg)
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the evaluation thread between batches (warning closed, reset, ...)."""
+        self._control.put(fn)
+
+    def stop(self) -> None:
+        if self._stopping.is_set():
+            self.stopped.wait(self.cfg.shutdown_timeout_s * 2)
+            return
+        log.info("stopping: draining the queue and committing state")
+        if self.source is not None:
+            try:
+                self.source.stop()
+            except Exception:
+                log.exception("source did not stop cleanly")
+        self._stopping.set()
+        self._q.put(_STOP)
+        self._eval_thread.join(self.cfg.shutdown_timeout_s)
+        self._outbox_wake.set()
+        if self._outbox_thread.is_alive():
+            self._outbox_thread.join(self.cfg.shutdown_timeout_s)
+        for fn in self._on_stop:
+            try:
+                fn()
+            except Exception:
+                log.exception("shutdown step failed")
+        self.stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.stopped.wait(timeout)
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self._failure
+
+    # -- evaluation thread ----------------------------------------------------------------------
+    def _eval_loop(self) -> None:
+        cfg = self.cfg
+        p = self.pipeline
+        pending_acks: list[Callable[[], None]] = []
+        last_tick = last_commit = self.clock()
+        stop_seen = False
+        try:
+            while True:
+                batch: list[RawMessage] = []
+                timeout = max(0.0, (last_tick + cfg.tick_interval_ms - self.clock()) / 1000)
+                try:
+                    first = self._q.get(timeout=min(timeout, 0.2))
+                except queue.Empty:
+                    first = None
+                if first is _STOP:
+                    stop_seen = True
+                elif first is not None:
+                    batch.append(first)
+                    deadline = time.monotonic() + cfg.batch_max_wait_ms / 1000
+                    while len(batch) < cfg.batch_max_messages:
+                        try:
+                            m = self._q.get_nowait()
+                        except queue.Empty:
+                            if self._q.qsize() == 0 and time.monotonic() >= deadline:
+                                break
+                            try:
+                                m = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
+                            except queue.Empty:
+                                break
+                        if m is _STOP:
+                            stop_seen = True
+                            break
+                        batch.append(m)
+                now = self.clock()
+                if batch:
+                    p.process(batch, now)
+                    pending_acks.extend(m.ack for m in batch if m.ack is not None)
+                    self._outbox_wake.set()
+                while True:
+                    try:
+                        fn = self._control.get_nowait()
+                    except queue.Empty:
+                        break
+                    fn()
+                if self.reloader is not None and self.reloader.pending:
+                    self.reloader.poll()
+                if now - last_tick >= cfg.tick_interval_ms:
+                    p.tick(now)
+                    last_tick = now
+                    self._outbox_wake.set()
+                if (
+                    stop_seen
+                    or now - last_commit >= cfg.commit_interval_ms
+                    or (len(pending_acks) >= cfg.queue_max // 2)
+                ):
+                    p.commit(now, {"committed_ms": now})
+                    last_commit = now
+                    for ack in pending_acks:
+                        ack()
+                    pending_acks.clear()
+                if stop_seen:
+                    break
+        except BaseException as exc:  # the process must not limp on without its evaluator
+            self._failure = exc
+            log.exception("evaluation thread failed; stopping")
+            threading.Thread(target=self.stop, daemon=True).start()
+
+    # -- outbox thread --------------------------------------------------------------------------
+    def _outbox_loop(self) -> None:
+        assert self.outbox is not None
+        while True:
+            self._outbox_wake.wait(self.cfg.outbox_interval_ms / 1000)
+            self._outbox_wake.clear()
+            try:
+                self.outbox.deliver_due(self.clock(), self.channels)
+            except Exception:
+                log.exception("outbox delivery round failed; will retry")
+            if self._stopping.is_set() and not self._eval_thread.is_alive():
+                # One last round after the final batch, then leave the rest to the next start.
+                try:
+                    self.outbox.deliver_due(self.clock(), self.channels)
+                except Exception:
+                    log.exception("final outbox delivery round failed")
+                return
