@@ -1,0 +1,602 @@
+"""SQLite persistence of the alerts stage: alarms, warnings, human actions, filings, shelves,
+the outbox and the hash-chained journal, in one file (WAL, `synchronous=FULL`, so a committed
+transition, notification or journal record survives `kill -9` and power loss).
+
+One connection guarded by a re-entrant lock: the service thread and the outbox delivery
+thread share it, and a state change, its journal records and its outbox rows commit in one
+transaction (`with store.transaction():`). Query methods return frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from alerts.lifecycle import OPEN_PHASES, AlarmRecord, Phase, WarningRecord
+from alerts.model import Notification
+from alerts.suppression import Filing, Shelf
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alarms (
+    alarm_id TEXT PRIMARY KEY, enterprise_code TEXT NOT NULL, district TEXT NOT NULL,
+    hazard_code TEXT NOT NULL, tag TEXT NOT NULL, kind TEXT NOT NULL, level TEXT,
+    colour TEXT NOT NULL, phase TEXT NOT NULL, active INTEGER NOT NULL,
+    raised_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS alarms_ent ON alarms (enterprise_code, raised_ms);
+CREATE INDEX IF NOT EXISTS alarms_phase ON alarms (phase);
+CREATE TABLE IF NOT EXISTS warnings (
+    warning_id TEXT PRIMARY KEY, enterprise_code TEXT NOT NULL, district TEXT NOT NULL,
+    hazard_code TEXT NOT NULL, colour TEXT NOT NULL, phase TEXT NOT NULL,
+    raised_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS warnings_ent ON warnings (enterprise_code, raised_ms);
+CREATE TABLE IF NOT EXISTS applied_events (
+    subject_id TEXT NOT NULL, event_key TEXT NOT NULL, PRIMARY KEY (subject_id, event_key));
+CREATE TABLE IF NOT EXISTS actions (
+    action_id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, action TEXT NOT NULL,
+    subject_id TEXT NOT NULL, user TEXT NOT NULL, enterprise_code TEXT NOT NULL,
+    data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS actions_subject ON actions (subject_id);
+CREATE TABLE IF NOT EXISTS filings (
+    filing_id TEXT PRIMARY KEY, kind TEXT NOT NULL, enterprise_code TEXT NOT NULL,
+    start_ms INTEGER NOT NULL, actual_end_ms INTEGER, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS shelves (
+    shelf_id TEXT PRIMARY KEY, subject_id TEXT NOT NULL, enterprise_code TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL, ended_ms INTEGER, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, channel TEXT NOT NULL,
+    recipient TEXT NOT NULL, subject_id TEXT NOT NULL, enterprise_code TEXT NOT NULL,
+    event_type TEXT NOT NULL, state TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    not_before_ms INTEGER NOT NULL, next_attempt_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, first_failure_ms INTEGER, last_error TEXT NOT NULL
+    DEFAULT '', delivered_ms INTEGER, via_channel TEXT NOT NULL DEFAULT '',
+    digest_id TEXT NOT NULL DEFAULT '', data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, next_attempt_ms);
+CREATE INDEX IF NOT EXISTS outbox_subject ON outbox (subject_id);
+CREATE TABLE IF NOT EXISTS attempts (
+    attempt_id INTEGER PRIMARY KEY AUTOINCREMENT, notification_id TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL, channel TEXT NOT NULL, recipient TEXT NOT NULL, ok INTEGER NOT NULL,
+    retryable INTEGER NOT NULL, status INTEGER, reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS attempts_rate ON attempts (channel, recipient, ts_ms);
+CREATE INDEX IF NOT EXISTS attempts_nid ON attempts (notification_id);
+CREATE TABLE IF NOT EXISTS channel_health (
+    channel TEXT PRIMARY KEY, failing_since_ms INTEGER, last_ok_ms INTEGER);
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+    subject_id TEXT NOT NULL, actor TEXT NOT NULL, data TEXT NOT NULL,
+    prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS journal_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
+"""
+
+
+class StoreError(Exception):
+    """The alert store cannot be opened or used (names the file and what went wrong)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A human action (acknowledge, dispose, shelve, unshelve, file, end_filing)."""
+
+    action_id: int
+    ts_ms: int
+    action: str
+    subject_id: str
+    user: str
+    enterprise_code: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One outbox row: the stored notification and its delivery state.
+
+    `state`: pending | delivered | dead | withdrawn (an inhibitor or a clear arrived during
+    the hold window) | merged (folded into the digest `digest_id`) | digested (its digest was
+    delivered).
+    """
+
+    seq: int
+    notification: Notification
+    state: str
+    created_ms: int
+    not_before_ms: int
+    next_attempt_ms: int
+    attempts: int
+    first_failure_ms: int | None
+    last_error: str
+    delivered_ms: int | None
+    via_channel: str
+    digest_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    notification_id: str
+    ts_ms: int
+    channel: str
+    recipient: str
+    ok: bool
+    retryable: bool
+    status: int | None
+    reason: str
+
+
+def _in(column: str, values: str | Iterable[str] | None, args: list[Any]) -> str:
+    if values is None:
+        return ""
+    vals = [values] if isinstance(values, str) else [str(v) for v in values]
+    if not vals:
+        return " AND 0"
+    args.extend(vals)
+    return f" AND {column} IN ({','.join('?' * len(vals))})"
+
+
+class AlertStore:
+    """The alerts stage's SQLite file. Safe to share between threads of one process."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: every commit of the outbox and the journal is on disk before we go on.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: alert store schema {row[0]}, this hazardwatch expects "
+                    f"{SCHEMA_VERSION}"
+                )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot open the alert store: {exc}") from None
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit (nested uses join the outer one). Holds the store lock."""
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self._db.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield self._db
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if outer:
+                self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # -- alarms ---------------------------------------------------------------------------
+
+    def put_alarm(self, rec: AlarmRecord) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO alarms (alarm_id, enterprise_code, district, hazard_code,"
+                " tag, kind, level, colour, phase, active, raised_ms, updated_ms, data)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (rec.alarm_id, rec.enterprise_code, rec.district, rec.hazard_code, rec.tag,
+                 rec.kind, rec.level, str(rec.colour), str(rec.phase), int(rec.active),
+                 rec.raised_ms, rec.updated_ms, json.dumps(rec.to_dict(), ensure_ascii=False)),
+            )
+
+    def get_alarm(self, alarm_id: str) -> AlarmRecord | None:
+        rows = self._query("SELECT data FROM alarms WHERE alarm_id=?", (alarm_id,))
+        return AlarmRecord.from_dict(json.loads(rows[0][0])) if rows else None
+
+    def list_alarms(
+        self,
+        *,
+        enterprise: str | Iterable[str] | None = None,
+        district: str | Iterable[str] | None = None,
+        state: str | Iterable[str] | None = None,
+        colour: str | Iterable[str] | None = None,
+        kind: str | Iterable[str] | None = None,
+        hazard_code: str | None = None,
+        tag: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        open_only: bool = False,
+        active: bool | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> list[AlarmRecord]:
+        """Alarms matching every given filter, newest raise first. `state` is a `Phase`
+        value (or several); `since_ms`/`until_ms` bound the raise time (until exclusive)."""
+        args: list[Any] = []
+        sql = "SELECT data FROM alarms WHERE 1"
+        sql += _in("enterprise_code", enterprise, args)
+        sql += _in("district", district, args)
+        sql += _in("phase", state, args)
+        sql += _in("colour", colour, args)
+        sql += _in("kind", kind, args)
+        if hazard_code is not None:
+            sql += " AND hazard_code=?"
+            args.append(hazard_code)
+        if tag is not None:
+            sql += " AND tag=?"
+            args.append(tag)
+        if open_only:
+            sql += _in("phase", [str(p) for p in OPEN_PHASES], args)
+        if active is not None:
+            sql += " AND active=?"
+            args.append(int(active))
+        if since_ms is not None:
+            sql += " AND raised_ms>=?"
+            args.append(since_ms)
+        if until_ms is not None:
+            sql += " AND raised_ms<?"
+            args.append(until_ms)
+        sql += " ORDER BY raised_ms DESC, alarm_id"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [limit, offset]
+        return [AlarmRecord.from_dict(json.loads(r[0])) for r in self._query(sql, args)]
+
+    def count_alarms(self, **filters: Any) -> int:
+        filters.pop("limit", None)
+        filters.pop("offset", None)
+        return len(self.list_alarms(limit=None, **filters))
+
+    # -- warnings -------------------------------------------------------------------------
+
+    def put_warning(self, rec: WarningRecord) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO warnings (warning_id, enterprise_code, district,"
+                " hazard_code, colour, phase, raised_ms, updated_ms, data)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (rec.warning_id, rec.enterprise_code, rec.district, rec.hazard_code,
+                 str(rec.colour), str(rec.phase), rec.raised_ms, rec.updated_ms,
+                 json.dumps(rec.to_dict(), ensure_ascii=False)),
+            )
+
+    def get_warning(self, warning_id: str) -> WarningRecord | None:
+        rows = self._query("SELECT data FROM warnings WHERE warning_id=?", (warning_id,))
+        return WarningRecord.from_dict(json.loads(rows[0][0])) if rows else None
+
+    def list_warnings(
+        self,
+        *,
+        enterprise: str | Iterable[str] | None = None,
+        district: str | Iterable[str] | None = None,
+        state: str | Iterable[str] | None = None,
+        colour: str | Iterable[str] | None = None,
+        hazard_code: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        open_only: bool = False,
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> list[WarningRecord]:
+        args: list[Any] = []
+        sql = "SELECT data FROM warnings WHERE 1"
+        sql += _in("enterprise_code", enterprise, args)
+        sql += _in("district", district, args)
+        sql += _in("phase", state, args)
+        sql += _in("colour", colour, args)
+        if hazard_code is not None:
+            sql += " AND hazard_code=?"
+            args.append(hazard_code)
+        if open_only:
+            sql += _in("phase", [str(p) for p in OPEN_PHASES], args)
+        if since_ms is not None:
+            sql += " AND raised_ms>=?"
+            args.append(since_ms)
+        if until_ms is not None:
+            sql += " AND raised_ms<?"
+            args.append(until_ms)
+        sql += " ORDER BY raised_ms DESC, warning_id"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [limit, offset]
+        return [WarningRecord.from_dict(json.loads(r[0])) for r in self._query(sql, args)]
+
+    def get_subject(self, subject_id: str) -> AlarmRecord | WarningRecord | None:
+        """An alarm or a warning by id (the ids of the two never collide in practice; an
+        alarm wins if they did)."""
+        return self.get_alarm(subject_id) or self.get_warning(subject_id)
+
+    # -- idempotency of input events ------------------------------------------------------
+
+    def mark_applied(self, subject_id: str, event_key: str) -> bool:
+        """Record that an input event was applied; False if it already was (a replay)."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO applied_events (subject_id, event_key) VALUES (?, ?)",
+                (subject_id, event_key),
+            )
+            return cur.rowcount == 1
+
+    # -- human actions --------------------------------------------------------------------
+
+    def add_action(
+        self, ts_ms: int, action: str, subject_id: str, user: str, enterprise_code: str,
+        data: dict[str, Any],
+    ) -> int:
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO actions (ts_ms, action, subject_id, user, enterprise_code, data)"
+                " VALUES (?,?,?,?,?,?)",
+                (ts_ms, action, subject_id, user, enterprise_code,
+                 json.dumps(data, ensure_ascii=False, sort_keys=True)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def list_actions(
+        self, *, subject_id: str | None = None, enterprise: str | Iterable[str] | None = None,
+        limit: int | None = 1000,
+    ) -> list[Action]:
+        args: list[Any] = []
+        sql = ("SELECT action_id, ts_ms, action, subject_id, user, enterprise_code, data"
+               " FROM actions WHERE 1")
+        if subject_id is not None:
+            sql += " AND subject_id=?"
+            args.append(subject_id)
+        sql += _in("enterprise_code", enterprise, args)
+        sql += " ORDER BY action_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [Action(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]))
+                for r in self._query(sql, args)]
+
+    # -- filings and shelves --------------------------------------------------------------
+
+    def put_filing(self, f: Filing) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO filings (filing_id, kind, enterprise_code, start_ms,"
+                " actual_end_ms, data) VALUES (?,?,?,?,?,?)",
+                (f.filing_id, str(f.kind), f.enterprise_code, f.start_ms, f.actual_end_ms,
+                 json.dumps(f.to_dict(), ensure_ascii=False)),
+            )
+
+    def get_filing(self, filing_id: str) -> Filing | None:
+        rows = self._query("SELECT data FROM filings WHERE filing_id=?", (filing_id,))
+        return Filing.from_dict(json.loads(rows[0][0])) if rows else None
+
+    def list_filings(
+        self, *, enterprise: str | Iterable[str] | None = None, open_only: bool = False,
+        kind: str | None = None,
+    ) -> list[Filing]:
+        args: list[Any] = []
+        sql = "SELECT data FROM filings WHERE 1"
+        sql += _in("enterprise_code", enterprise, args)
+        if open_only:
+            sql += " AND actual_end_ms IS NULL"
+        if kind is not None:
+            sql += " AND kind=?"
+            args.append(kind)
+        sql += " ORDER BY start_ms, filing_id"
+        return [Filing.from_dict(json.loads(r[0])) for r in self._query(sql, args)]
+
+    def put_shelf(self, s: Shelf) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO shelves (shelf_id, subject_id, enterprise_code,"
+                " expires_ms, ended_ms, data) VALUES (?,?,?,?,?,?)",
+                (s.shelf_id, s.subject_id, s.enterprise_code, s.expires_ms, s.ended_ms,
+                 json.dumps(s.to_dict(), ensure_ascii=False)),
+            )
+
+    def get_shelf(self, shelf_id: str) -> Shelf | None:
+        rows = self._query("SELECT data FROM shelves WHERE shelf_id=?", (shelf_id,))
+        return Shelf.from_dict(json.loads(rows[0][0])) if rows else None
+
+    def list_shelves(
+        self, *, enterprise: str | Iterable[str] | None = None, open_only: bool = False,
+        subject_id: str | None = None,
+    ) -> list[Shelf]:
+        args: list[Any] = []
+        sql = "SELECT data FROM shelves WHERE 1"
+        sql += _in("enterprise_code", enterprise, args)
+        if open_only:
+            sql += " AND ended_ms IS NULL"
+        if subject_id is not None:
+            sql += " AND subject_id=?"
+            args.append(subject_id)
+        sql += " ORDER BY expires_ms, shelf_id"
+        return [Shelf.from_dict(json.loads(r[0])) for r in self._query(sql, args)]
+
+    # -- outbox rows (the Outbox class owns the delivery logic) -----------------------------
+
+    _OUTBOX_COLS = ("seq, data, state, created_ms, not_before_ms, next_attempt_ms, attempts,"
+                    " first_failure_ms, last_error, delivered_ms, via_channel, digest_id")
+
+    @staticmethod
+    def _outbox_item(r: tuple) -> OutboxItem:
+        return OutboxItem(
+            seq=r[0], notification=msgspec.json.decode(r[1], type=Notification), state=r[2],
+            created_ms=r[3], not_before_ms=r[4], next_attempt_ms=r[5], attempts=r[6],
+            first_failure_ms=r[7], last_error=r[8], delivered_ms=r[9], via_channel=r[10],
+            digest_id=r[11],
+        )
+
+    def insert_notification(self, n: Notification, not_before_ms: int, state: str = "pending",
+                            ) -> bool:
+        """Store a notification unless one with the same id exists; True if inserted."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO outbox (id, channel, recipient, subject_id,"
+                " enterprise_code, event_type, state, created_ms, not_before_ms,"
+                " next_attempt_ms, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (n.id, n.channel, n.recipient, n.subject_id, n.enterprise_code,
+                 str(n.event_type), state, n.created_ms, not_before_ms, not_before_ms,
+                 msgspec.json.encode(n)),
+            )
+            return cur.rowcount == 1
+
+    def has_notification(self, notification_id: str) -> bool:
+        return bool(self._query("SELECT 1 FROM outbox WHERE id=?", (notification_id,)))
+
+    def get_notification(self, notification_id: str) -> OutboxItem | None:
+        rows = self._query(
+            f"SELECT {self._OUTBOX_COLS} FROM outbox WHERE id=?",  # noqa: S608 - constant
+            (notification_id,),
+        )
+        return self._outbox_item(rows[0]) if rows else None
+
+    def list_outbox(
+        self, *, state: str | Iterable[str] | None = None, subject_id: str | None = None,
+        channel: str | None = None, enterprise: str | Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> list[OutboxItem]:
+        """Outbox rows in the order they were stored."""
+        args: list[Any] = []
+        sql = f"SELECT {self._OUTBOX_COLS} FROM outbox WHERE 1"  # noqa: S608 - constant
+        sql += _in("state", state, args)
+        sql += _in("enterprise_code", enterprise, args)
+        if subject_id is not None:
+            sql += " AND subject_id=?"
+            args.append(subject_id)
+        if channel is not None:
+            sql += " AND channel=?"
+            args.append(channel)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [self._outbox_item(r) for r in self._query(sql, args)]
+
+    def outbox_depth(self) -> int:
+        """Notifications not yet delivered, dead or withdrawn (the runner's metric)."""
+        return int(self._query(
+            "SELECT count(*) FROM outbox WHERE state IN ('pending', 'merged')")[0][0])
+
+    def update_outbox(self, notification_id: str, **cols: Any) -> None:
+        allowed = {"state", "next_attempt_ms", "attempts", "first_failure_ms", "last_error",
+                   "delivered_ms", "via_channel", "digest_id", "not_before_ms"}
+        bad = set(cols) - allowed
+        if bad:
+            raise ValueError(f"update_outbox: unknown column(s) {sorted(bad)}")
+        sets = ", ".join(f"{k}=?" for k in cols)
+        with self.transaction() as db:
+            db.execute(f"UPDATE outbox SET {sets} WHERE id=?",  # noqa: S608 - names checked
+                       (*cols.values(), notification_id))
+
+    def withdraw(self, subject_id: str, *, keep_channels: Iterable[str] = ()) -> list[str]:
+        """Withdraw the not-yet-delivered notifications of a subject (except on the given
+        channels); returns their ids."""
+        keep = list(keep_channels)
+        args: list[Any] = [subject_id]
+        sql = "SELECT id FROM outbox WHERE subject_id=? AND state='pending'"
+        if keep:
+            sql += f" AND channel NOT IN ({','.join('?' * len(keep))})"
+            args += keep
+        with self.transaction() as db:
+            ids = [r[0] for r in db.execute(sql, args).fetchall()]
+            for i in ids:
+                db.execute("UPDATE outbox SET state='withdrawn' WHERE id=?", (i,))
+        return ids
+
+    def add_attempt(self, a: Attempt) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO attempts (notification_id, ts_ms, channel, recipient, ok,"
+                " retryable, status, reason) VALUES (?,?,?,?,?,?,?,?)",
+                (a.notification_id, a.ts_ms, a.channel, a.recipient, int(a.ok),
+                 int(a.retryable), a.status, a.reason),
+            )
+
+    def list_attempts(self, notification_id: str | None = None) -> list[Attempt]:
+        args: list[Any] = []
+        sql = ("SELECT notification_id, ts_ms, channel, recipient, ok, retryable, status, reason"
+               " FROM attempts")
+        if notification_id is not None:
+            sql += " WHERE notification_id=?"
+            args.append(notification_id)
+        sql += " ORDER BY attempt_id"
+        return [Attempt(r[0], r[1], r[2], r[3], bool(r[4]), bool(r[5]), r[6], r[7])
+                for r in self._query(sql, args)]
+
+    def attempts_since(self, channel: str, recipient: str, since_ms: int) -> list[int]:
+        """Times of the attempts on (channel, recipient) since `since_ms` (rate limits)."""
+        return [r[0] for r in self._query(
+            "SELECT ts_ms FROM attempts WHERE channel=? AND recipient=? AND ts_ms>=?"
+            " ORDER BY ts_ms", (channel, recipient, since_ms))]
+
+    def channel_failing_since(self, channel: str) -> int | None:
+        rows = self._query("SELECT failing_since_ms FROM channel_health WHERE channel=?",
+                           (channel,))
+        return rows[0][0] if rows else None
+
+    def set_channel_health(self, channel: str, ok: bool, now_ms: int) -> None:
+        with self.transaction() as db:
+            if ok:
+                db.execute(
+                    "INSERT INTO channel_health (channel, failing_since_ms, last_ok_ms)"
+                    " VALUES (?, NULL, ?) ON CONFLICT(channel) DO UPDATE SET"
+                    " failing_since_ms=NULL, last_ok_ms=excluded.last_ok_ms", (channel, now_ms))
+            else:
+                db.execute(
+                    "INSERT INTO channel_health (channel, failing_since_ms, last_ok_ms)"
+                    " VALUES (?, ?, NULL) ON CONFLICT(channel) DO UPDATE SET"
+                    " failing_since_ms=coalesce(failing_since_ms, excluded.failing_since_ms)",
+                    (channel, now_ms))
+
+    # -- journal rows (the Journal class owns hashing and verification) ---------------------
+
+    def journal_head(self) -> tuple[int, str]:
+        rows = self._query("SELECT seq, hash FROM journal_head WHERE id=1")
+        return (rows[0][0], rows[0][1]) if rows else (0, "")
+
+    def journal_rows(
+        self, since_ms: int | None = None, until_ms: int | None = None,
+        subject_id: str | None = None, after_seq: int = 0, limit: int | None = None,
+    ) -> list[tuple]:
+        args: list[Any] = [after_seq]
+        sql = ("SELECT seq, ts_ms, kind, subject_id, actor, data, prev_hash, hash FROM journal"
+               " WHERE seq>?")
+        if since_ms is not None:
+            sql += " AND ts_ms>=?"
+            args.append(since_ms)
+        if until_ms is not None:
+            sql += " AND ts_ms<?"
+            args.append(until_ms)
+        if subject_id is not None:
+            sql += " AND subject_id=?"
+            args.append(subject_id)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return self._query(sql, args)
+
+
+__all__ = ["Action", "AlertStore", "Attempt", "OutboxItem", "Phase", "StoreError"]
