@@ -71,9 +71,30 @@ class DecodeProblem:
 
 @dataclass(slots=True)
 class Decoded:
+    """What a decoder returns. A reading's `ts` is epoch ms, or None for "the batch time"
+    (`ts`), or an ISO 8601 string not parsed yet: use `resolve_ts` unless it is an int."""
+
     readings: list[RawReading] = field(default_factory=list)
     events: list[RawEvent] = field(default_factory=list)
     problems: list[DecodeProblem] = field(default_factory=list)
+    ts: int | None = None  # batch time, for readings without their own
+    ts_error: str = ""  # why the batch time is unusable, if it is
+
+    def resolve_ts(self, index: int, r: RawReading) -> int:
+        """Epoch ms of reading `index`; raises ValueError saying what is wrong and where."""
+        ts = r.ts
+        if type(ts) is int:
+            return ts
+        if ts is None:
+            if self.ts is not None:
+                return self.ts
+            if self.ts_error:
+                raise ValueError(self.ts_error)
+            raise ValueError(f"missing 'ts' at $.data[{index}] (and no batch time at $.ts)")
+        try:
+            return parse_iso_ms(ts)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ValueError(f"{exc} at $.data[{index}].ts") from None
 
 
 Decoder = Callable[[bytes], Decoded]
@@ -232,34 +253,17 @@ def decode_canonical(payload: bytes) -> Decoded:
             return out
         out.readings.append(r)
         return out
+    # No per-reading loop here: items without their own ts use `Decoded.ts`, and the rare ISO
+    # string is parsed by `Decoded.resolve_ts` when the normaliser meets it.
     batch_ts = env.ts
     if type(batch_ts) is str:
         try:
-            batch_ts = parse_iso_ms(batch_ts)
+            out.ts = parse_iso_ms(batch_ts)
         except ValueError as exc:
-            batch_ts = None
-            bad_batch_ts = str(exc)
-        else:
-            bad_batch_ts = ""
+            out.ts_error = f"{exc} at $.ts (the batch time)"
     else:
-        bad_batch_ts = ""
-    readings = out.readings
-    for i, r in enumerate(env.data):
-        ts = r.ts
-        if type(ts) is int:
-            readings.append(r)
-            continue
-        try:
-            if ts is None and bad_batch_ts:
-                raise ValueError(f"{bad_batch_ts} at $.ts (the batch time of $.data[{i}])")
-            r.ts = _resolve_ts(ts, batch_ts)
-        except ValueError as exc:
-            where = "" if ts is None and bad_batch_ts else f" at $.data[{i}].ts"
-            out.problems.append(
-                DecodeProblem(RejectReason.BAD_TIME, f"{exc}{where}", i, _encoder.encode(r))
-            )
-            continue
-        readings.append(r)
+        out.ts = batch_ts
+    out.readings = env.data
     return out
 
 

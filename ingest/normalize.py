@@ -10,14 +10,13 @@ The per-reading loop is written for speed (≥ 500k readings/s per core on batch
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import msgspec
 
-from ingest.decode import Decoded, DecodeProblem, Decoder, decode_event, get_decoder
+from ingest.decode import Decoded, DecodeProblem, Decoder, RawReading, decode_event, get_decoder
 from ingest.model import DeadLetter, Point, Reading, Registry, RejectReason
 from ingest.units import UnitError, canonical_unit, linear
 
@@ -45,6 +44,9 @@ class NormalizeConfig:
     # How many recent (point, ts) pairs are remembered to drop duplicates (QoS 1 redelivery,
     # gateways re-sending their buffer after an outage). Bounded memory, ~100 B per entry.
     dedupe_capacity: int = 1 << 18
+    # A redelivered batch of 500 readings would make 500 dead letters: by default duplicates
+    # are only counted (NormalizeResult.duplicates); True dead-letters each one.
+    dead_letter_duplicates: bool = False
     # Reject a reading whose point is registered behind another gateway than the topic names.
     check_gateway: bool = True
     # How much of a rejected payload to keep in its dead letter.
@@ -63,18 +65,29 @@ class NormalizeConfig:
 class NormalizeResult:
     readings: list[Reading]
     rejects: list[DeadLetter]
+    # Duplicates dropped without a dead letter (see NormalizeConfig.dead_letter_duplicates).
+    duplicates: int = 0
 
 
 class _Dedupe:
-    """Recently seen (point id, ts) keys, FIFO-evicted at capacity. Survives registry reloads
-    because point ids are allocated by point key and kept."""
+    """Recently accepted (point id, ts) keys, for dropping duplicates with bounded memory.
 
-    __slots__ = ("capacity", "ids", "order", "seen")
+    In-order readings (the common case) only append their key to a list; the set used for
+    membership is built lazily, when an older-than-newest reading actually has to be checked
+    (QoS 1 redelivery, a gateway re-sending its buffer). Keys live in two generations: when the
+    current one reaches half the capacity it becomes the old one and the oldest is forgotten.
+    Point ids are allocated by point key and kept, so the memory survives registry reloads.
+    """
+
+    __slots__ = ("capacity", "cur_indexed", "cur_keys", "cur_set", "ids", "old_keys", "old_set")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.seen: set[int] = set()
-        self.order: deque[int] = deque()
+        self.cur_keys: list[int] = []
+        self.cur_set: set[int] = set()
+        self.cur_indexed = 0
+        self.old_keys: list[int] = []
+        self.old_set: set[int] | None = set()
         self.ids: dict[str, int] = {}
 
     def point_id(self, key: str) -> int:
@@ -83,15 +96,39 @@ class _Dedupe:
             pid = self.ids[key] = len(self.ids) + 1
         return pid
 
+    def rotate_if_full(self) -> None:
+        if len(self.cur_keys) >= self.capacity // 2:
+            self.old_keys = self.cur_keys
+            self.old_set = self.cur_set if self.cur_indexed == len(self.cur_keys) else None
+            self.cur_keys = []
+            self.cur_set = set()
+            self.cur_indexed = 0
+
+    def seen(self, key: int) -> bool:
+        keys = self.cur_keys
+        if self.cur_indexed < len(keys):
+            self.cur_set.update(keys[self.cur_indexed :])
+            self.cur_indexed = len(keys)
+        if key in self.cur_set:
+            return True
+        if self.old_set is None:
+            self.old_set = set(self.old_keys)
+        return key in self.old_set
+
+    def __len__(self) -> int:
+        return len(self.cur_keys) + len(self.old_keys)
+
 
 class _PointInfo:
-    __slots__ = ("base", "conv", "gateway", "point", "unit")
+    __slots__ = ("base", "conv", "gateway", "hwm", "point", "unit")
 
-    def __init__(self, point: Point, pid: int) -> None:
+    def __init__(self, point: Point, pid: int, hwm: int = 0) -> None:
         self.point = point
         self.unit = point.unit
         self.gateway = point.gateway_code
         self.base = pid << _TS_BITS
+        # Highest ts accepted: a newer reading cannot be a duplicate (the common, fast case).
+        self.hwm = hwm
         # unit as sent -> (scale, offset), or the UnitError (reason, message) it raised
         self.conv: dict[str, tuple[float, float] | tuple[RejectReason, str]] = {}
 
@@ -126,16 +163,26 @@ class Normalizer:
         config: NormalizeConfig | None = None,
         *,
         _dedupe: _Dedupe | None = None,
+        _previous: Mapping[str, _PointInfo] | None = None,
     ) -> None:
         self.config = config or NormalizeConfig()
         self.registry = registry
         self._dedupe = _dedupe or _Dedupe(self.config.dedupe_capacity)
+        prev = _previous or {}
         tables: dict[str, dict[str, _PointInfo]] = {}
+        gw_tables: dict[tuple[str, str], dict[str, _PointInfo]] = {}
+        self._infos: dict[str, _PointInfo] = {}
         for p in registry:
-            tables.setdefault(p.enterprise_code, {})[p.tag] = _PointInfo(
-                p, self._dedupe.point_id(p.key)
-            )
+            old = prev.get(p.key)
+            info = _PointInfo(p, self._dedupe.point_id(p.key), old.hwm if old else 0)
+            self._infos[p.key] = info
+            tables.setdefault(p.enterprise_code, {})[p.tag] = info
+            gw_tables.setdefault((p.enterprise_code, p.gateway_code), {})[p.tag] = info
+        # Points registered without a gateway may arrive through any gateway.
+        for (ent, _gw), tbl in gw_tables.items():
+            tbl.update(gw_tables.get((ent, ""), {}))
         self._tables = tables
+        self._gw_tables = gw_tables
         self._prefix = self.config.topic_prefix + "/"
         self._default_decoder = get_decoder(self.config.decoder)
         self._decoders: dict[str, Decoder] = {
@@ -144,7 +191,7 @@ class Normalizer:
 
     def with_registry(self, registry: Registry) -> Normalizer:
         """A normaliser for a new registry version that keeps the duplicate memory."""
-        return Normalizer(registry, self.config, _dedupe=self._dedupe)
+        return Normalizer(registry, self.config, _dedupe=self._dedupe, _previous=self._infos)
 
     # ------------------------------------------------------------------ helpers
 
@@ -170,6 +217,8 @@ class Normalizer:
     # ------------------------------------------------------------------ main entry
 
     def normalize(self, topic: str, payload: bytes, received_ms: int) -> NormalizeResult:
+        """Validate and normalise one MQTT message. Never raises for bad input: everything
+        that is not accepted comes back as a dead letter with its reason."""
         readings: list[Reading] = []
         rejects: list[DeadLetter] = []
         out = NormalizeResult(readings, rejects)
@@ -220,64 +269,58 @@ class Normalizer:
             self._problems(decoded, topic, received_ms, payload, rejects)
         if decoded.events:
             self._events(decoded, table, enterprise, gateway, topic, received_ms, payload, out)
-        if not decoded.readings:
+        items = decoded.readings
+        if not items:
             return out
 
-        # ---- hot loop: locals only, one dict lookup per reading
+        # ---- hot loop: locals only; anything unusual goes to _slow() which names the problem
         cfg = self.config
         future_bound = received_ms + cfg.max_future_ms
         backfill_bound = received_ms - cfg.backfill_after_ms
-        check_gw = cfg.check_gateway
         dd = self._dedupe
+        dedupe = dd.capacity > 0
+        if dedupe:
+            dd.rotate_if_full()
+        keys_append = dd.cur_keys.append
         seen = dd.seen
-        order = dd.order
-        cap = dd.capacity
-        seen_add = seen.add
-        order_append = order.append
+        y2000 = _Y2000_MS
+        dl_dups = cfg.dead_letter_duplicates
         append = readings.append
-        get = table.get
-        single = len(decoded.readings) == 1 and not decoded.problems
-        for i, r in enumerate(decoded.readings):
+        get = (
+            (self._gw_tables.get((enterprise, gateway)) or {}).get
+            if cfg.check_gateway
+            else (table.get)
+        )
+        single = len(items) == 1 and not decoded.problems
+        for i, r in enumerate(items):
             tag = r.tag
             info = get(tag)
-            if info is None:
-                rejects.append(
-                    self._reject_item(
-                        RejectReason.UNKNOWN_TAG,
-                        f"tag {tag!r} is not registered for enterprise {enterprise!r}",
-                        r,
-                        i,
-                        single,
-                        topic,
-                        received_ms,
-                        payload,
-                    )
+            ts = r.ts
+            if info is None or type(ts) is not int:
+                info, ts = self._slow_lookup(
+                    info,
+                    r,
+                    i,
+                    single,
+                    decoded,
+                    table,
+                    enterprise,
+                    gateway,
+                    topic,
+                    received_ms,
+                    payload,
+                    rejects,
                 )
-                continue
-            if check_gw and info.gateway and info.gateway != gateway:
-                rejects.append(
-                    self._reject_item(
-                        RejectReason.GATEWAY_MISMATCH,
-                        f"point {enterprise}/{tag} is registered behind gateway "
-                        f"{info.gateway!r}, but came from gateway {gateway!r}",
-                        r,
-                        i,
-                        single,
-                        topic,
-                        received_ms,
-                        payload,
-                    )
-                )
-                continue
+                if info is None:
+                    continue
             v = r.v
             q = r.q
-            ts = r.ts
-            if q < 0 or q > 3 or v - v != 0.0 or ts < _Y2000_MS or ts > future_bound:
+            if not 0 <= q <= 3 or v - v != 0.0 or ts < y2000 or ts > future_bound:
                 reason, detail = _why_bad(q, v, ts, received_ms, cfg.max_future_ms)
                 rejects.append(
                     self._reject_item(
                         reason,
-                        f"{detail} (point {enterprise}/{tag})",
+                        f"{detail} (point {enterprise}/{r.tag})",
                         r,
                         i,
                         single,
@@ -292,32 +335,89 @@ class Normalizer:
                 c = info.converter(u)
                 if type(c[0]) is not float:
                     rejects.append(
-                        self._reject_item(c[0], c[1], r, i, single, topic, received_ms, payload)
-                    )  # type: ignore[arg-type]
-                    continue
-                v = v * c[0] + c[1]  # type: ignore[operator]
-            if cap:
-                key = info.base + ts
-                if key in seen:
-                    rejects.append(
                         self._reject_item(
-                            RejectReason.DUPLICATE,
-                            f"duplicate reading for {enterprise}/{tag} at ts {ts} (already accepted)",  # noqa: E501
+                            c[0],
+                            c[1],
                             r,
                             i,
                             single,
                             topic,
                             received_ms,
-                            payload,
+                            payload,  # type: ignore[arg-type]
                         )
                     )
                     continue
-                seen_add(key)
-                order_append(key)
-                if len(order) > cap:
-                    seen.discard(order.popleft())
-            append(Reading(enterprise, tag, ts, v, q, info.unit, received_ms, ts < backfill_bound))
+                v = v * c[0] + c[1]  # type: ignore[operator]
+            if dedupe:
+                if ts > info.hwm:
+                    info.hwm = ts
+                    keys_append(info.base + ts)
+                else:
+                    key = info.base + ts
+                    if seen(key):
+                        if not dl_dups:
+                            out.duplicates += 1
+                            continue
+                        rejects.append(
+                            self._reject_item(
+                                RejectReason.DUPLICATE,
+                                f"duplicate reading for {enterprise}/{r.tag} at ts {ts} "
+                                "(already accepted)",
+                                r,
+                                i,
+                                single,
+                                topic,
+                                received_ms,
+                                payload,
+                            )
+                        )
+                        continue
+                    keys_append(key)
+            append(
+                Reading(enterprise, r.tag, ts, v, q, info.unit, received_ms, ts < backfill_bound)
+            )
         return out
+
+    def _slow_lookup(
+        self,
+        info: _PointInfo | None,
+        r: RawReading,
+        i: int,
+        single: bool,
+        decoded: Decoded,
+        table: dict[str, _PointInfo],
+        enterprise: str,
+        gateway: str,
+        topic: str,
+        received_ms: int,
+        payload: bytes,
+        rejects: list[DeadLetter],
+    ) -> tuple[_PointInfo | None, int]:
+        """The unusual cases of the hot loop: unknown tag, other gateway, ts to resolve."""
+        if info is None:
+            known = table.get(r.tag)
+            if known is None:
+                reason = RejectReason.UNKNOWN_TAG
+                detail = f"tag {r.tag!r} is not registered for enterprise {enterprise!r}"
+            else:
+                reason = RejectReason.GATEWAY_MISMATCH
+                detail = (
+                    f"point {enterprise}/{r.tag} is registered behind gateway "
+                    f"{known.gateway!r}, but came from gateway {gateway!r}"
+                )
+            rejects.append(
+                self._reject_item(reason, detail, r, i, single, topic, received_ms, payload)
+            )
+            return None, 0
+        try:
+            return info, decoded.resolve_ts(i, r)
+        except ValueError as exc:
+            rejects.append(
+                self._reject_item(
+                    RejectReason.BAD_TIME, str(exc), r, i, single, topic, received_ms, payload
+                )
+            )
+            return None, 0
 
     # ------------------------------------------------------------------ slow paths
 
