@@ -105,7 +105,7 @@ class Pipeline:
         if snap is not None:
             # Keyed by point key inside: loads into an engine built from newer rules too.
             self.engine_state = stages.engine.load_state(snap.engine)
-            self.warning_state = stages.warnings.load_state(snap.warnings)
+            self.warning_state = _load_warnings(stages.warnings, snap.warnings)
             self.position = dict(snap.position)
             self.restored = True
             log.info(
@@ -202,16 +202,21 @@ class Pipeline:
     def swap(self, stages: Stages) -> None:
         """Hot reload: move the open alarms and timers into an engine built from new rules."""
         self.engine_state = stages.engine.load_state(self.engine_state.to_bytes())
-        self.warning_state = stages.warnings.load_state(self.warning_state.to_bytes())
+        self.warning_state = _load_warnings(stages.warnings, self.warning_state.to_bytes())
         self.stages = stages
         self.metrics.set_ruleset(stages.ruleset_version)
         self._dirty = True
 
     def close_warning(self, warning_id: str, now_ms: int) -> None:
         """A disposition was filed in the alerts stage: the warning model may close it."""
-        self.warning_state, events = self.stages.warnings.close(
-            self.warning_state, warning_id, now_ms
-        )
+        try:
+            self.warning_state, events = self.stages.warnings.close(
+                self.warning_state, warning_id, now_ms
+            )
+        except KeyError:
+            # Already closed before a restart, or raised by rules since replaced: nothing open.
+            log.warning("disposition for unknown or closed warning %s ignored", warning_id)
+            return
         out = BatchOutcome(warnings=list(events or []))
         if self.stages.alerts is not None:
             for wev in out.warnings:
@@ -223,6 +228,11 @@ class Pipeline:
             self.sink.submit(out)
         for listener in self.listeners:
             listener.on_batch(out, now_ms)
+
+
+def _load_warnings(model: Any, data: bytes) -> Any:
+    """Warning state from bytes: the model's state type knows its own format."""
+    return type(model.initial_state()).load(data)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -100,15 +100,16 @@ class FakeWarningState:
     def to_bytes(self):
         return json.dumps(self.open).encode()
 
+    @classmethod
+    def load(cls, data):
+        return cls(json.loads(data))
+
 
 class FakeWarnings:
     """A firing limit alarm opens a yellow warning per key; close() closes it."""
 
     def initial_state(self):
         return FakeWarningState()
-
-    def load_state(self, data):
-        return FakeWarningState(json.loads(data))
 
     def on_alarms(self, state, events, now_ms):
         st = FakeWarningState(dict(state.open))
@@ -124,6 +125,8 @@ class FakeWarnings:
         return state, []
 
     def close(self, state, warning_id, now_ms):
+        if warning_id not in state.open.values():
+            raise KeyError(warning_id)
         st = FakeWarningState({k: v for k, v in state.open.items() if v != warning_id})
         return st, [SimpleNamespace(warning_id=warning_id, colour="yellow", state="closed")]
 

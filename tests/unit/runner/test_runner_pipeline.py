@@ -193,3 +193,10 @@ def test_outbox_thread_delivers_after_batches(tmp_path):
     assert delivered.wait(5)
     r.stop()
     assert ob.calls >= 2  # at least one round after the final batch
+
+
+def test_close_of_unknown_warning_is_ignored():
+    alerts = FakeAlerts()
+    p = Pipeline(fake_stages(alerts), start_ms=0)
+    p.close_warning("w:nope", 1)
+    assert alerts.warnings == []

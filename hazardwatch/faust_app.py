@@ -1,0 +1,421 @@
+"""The distributed pipeline on faust-streaming: the module `faust -A hazardwatch.faust_app
+worker` (or `hazardwatch worker`) imports.
+
+    readings topic (keyed by enterprise, from `hazardwatch bridge`)
+      -> agent `rules`: engine + warning model per enterprise, state in Faust tables
+         (changelog topics; RocksDB when rocksdict is installed, else memory + changelog)
+      -> transitions topic (alarm and warning events, keyed by enterprise)
+      -> agent `alerts`: AlertService with this worker's SQLite outbox -> channels
+
+Agents stay thin: decode, call the core (`EnterpriseCore`, pure and tested without Kafka),
+send. A 1 s timer ticks the enterprises of the partitions this worker owns, so offline and
+on-delay timers fire without data. Order per message, and why restarts are safe: transitions
+are sent and ACKED by Kafka before the state is written to the table, so a crash either
+re-processes the message (same deterministic alarm ids; the alerts service ignores what it
+has) or finds state that already includes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from rules.model import AlarmEvent, WarningEvent
+
+log = logging.getLogger(__name__)
+
+#: Header on a readings-topic record that is a command, not readings (same key and partition
+#: as the enterprise's readings, so it is ordered with them and reaches the owner of its state).
+CONTROL_HEADER = "hw-control"
+WORKER_ID_ENV = "HAZARDWATCH_WORKER_ID"  # not HW_*: it names a process, it is not a setting
+
+
+class Transition(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One record of the transitions topic: an alarm or a warning event."""
+
+    alarm: AlarmEvent | None = None
+    warning: WarningEvent | None = None
+
+
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder(Transition)
+
+
+def encode_transition(ev: AlarmEvent | WarningEvent) -> bytes:
+    if isinstance(ev, AlarmEvent):
+        return _enc.encode(Transition(alarm=ev))
+    return _enc.encode(Transition(warning=ev))
+
+
+def decode_transition(data: bytes) -> AlarmEvent | WarningEvent:
+    t = _dec.decode(data)
+    ev = t.alarm or t.warning
+    if ev is None:
+        raise ValueError("transition record holds neither an alarm nor a warning")
+    return ev
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# ------------------------------------------------------------------------------------------------
+# The pure core the agents call: per-enterprise engine and warning state as bytes.
+
+
+@dataclass(slots=True)
+class Step:
+    engine: bytes
+    warnings: bytes
+    alarms: list[AlarmEvent]
+    events: list[WarningEvent]
+
+
+class EnterpriseCore:
+    """Evaluation for one enterprise at a time. State is per enterprise (the Kafka key), so a
+    partition can move between workers with exactly the state of its enterprises; an engine
+    per enterprise is built lazily over the enterprise's slice of the registry."""
+
+    def __init__(self, bundle: Any) -> None:
+        from rules.warnings import WarningModel
+
+        self.bundle = bundle
+        self.registry = bundle.registry
+        self.warnings = WarningModel(bundle.warning_config, bundle.registry)
+        self._engines: dict[str, Any] = {}
+        self._wstate_type = type(self.warnings.initial_state())
+
+    @property
+    def version(self) -> str:
+        return str(self.bundle.ruleset.version)
+
+    def enterprises(self) -> tuple[str, ...]:
+        return self.registry.enterprises()
+
+    def engine(self, enterprise: str) -> Any:
+        eng = self._engines.get(enterprise)
+        if eng is None:
+            from rules.engine import Engine
+
+            from ingest.model import Registry
+
+            sub = Registry(self.registry.enterprise(enterprise), version=self.registry.version)
+            eng = self._engines[enterprise] = Engine(self.bundle.ruleset, sub)
+        return eng
+
+    def _states(self, ent: str, est: bytes | None, wst: bytes | None, now_ms: int):
+        eng = self.engine(ent)
+        e = eng.load_state(est) if est else eng.initial_state(now_ms)
+        w = self._wstate_type.load(wst) if wst else self.warnings.initial_state()
+        return eng, e, w
+
+    def process(
+        self, ent: str, est: bytes | None, wst: bytes | None, readings: Sequence[Any], now_ms: int
+    ) -> Step:
+        eng, e, w = self._states(ent, est, wst, now_ms)
+        e, alarms = eng.process(e, readings, now_ms)
+        w, events = self.warnings.on_alarms(w, alarms, now_ms) if alarms else (w, [])
+        return Step(e.to_bytes(), w.to_bytes(), alarms, events)
+
+    def tick(self, ent: str, est: bytes | None, wst: bytes | None, now_ms: int) -> Step:
+        eng, e, w = self._states(ent, est, wst, now_ms)
+        e, alarms = eng.tick(e, now_ms)
+        w, events = self.warnings.on_alarms(w, alarms, now_ms) if alarms else (w, [])
+        w, more = self.warnings.tick(w, now_ms)
+        return Step(e.to_bytes(), w.to_bytes(), alarms, [*events, *more])
+
+    def close_warning(
+        self, ent: str, est: bytes | None, wst: bytes | None, warning_id: str, now_ms: int
+    ) -> Step:
+        _eng, e, w = self._states(ent, est, wst, now_ms)
+        try:
+            w, events = self.warnings.close(w, warning_id, now_ms)
+        except KeyError:
+            events = []
+        return Step(e.to_bytes(), w.to_bytes(), [], list(events))
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as the bridge's producer) picks."""
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+# ------------------------------------------------------------------------------------------------
+# The Faust app.
+
+
+def _store_url() -> str:
+    try:
+        import rocksdict  # noqa: F401
+    except ImportError:
+        return "memory://"
+    return "rocksdb://"
+
+
+def create_app(settings: Any, worker_id: str | None = None) -> Any:
+    """Build the Faust app, its topics, tables, agents and timers from settings."""
+    import faust
+
+    from hazardwatch.metrics import Metrics
+    from hazardwatch.wiring import (
+        build_alerts,
+        build_channels,
+        load_rules,
+        rule_sources,
+    )
+
+    k = settings.kafka
+    worker = worker_id or os.environ.get(WORKER_ID_ENV) or "worker-0"
+    data_dir = Path(settings.storage.data_dir) / "faust" / worker
+    brokers = ";".join(f"kafka://{b.strip()}" for b in k.bootstrap_servers.split(",") if b.strip())
+    app = faust.App(
+        k.app_id,
+        broker=brokers or "kafka://127.0.0.1:9092",
+        store=_store_url(),
+        datadir=str(data_dir),
+        topic_partitions=k.partitions,
+        topic_replication_factor=1,
+        web_enabled=False,
+        # Offsets commit often so a restart re-processes little (re-processing is harmless).
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+    )
+    readings = app.topic(
+        k.readings_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=k.partitions,
+    )
+    transitions = app.topic(
+        k.alarms_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=k.partitions,
+    )
+    # use_partitioner: the timer writes outside an event; the key's murmur2 partition is the
+    # enterprise's readings partition, so changelog partitions stay co-located with readings.
+    engine_table = app.Table(
+        "engine-state",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=k.partitions,
+        use_partitioner=True,
+    )
+    warning_table = app.Table(
+        "warning-state",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=k.partitions,
+        use_partitioner=True,
+    )
+
+    metrics = Metrics(process=worker)
+    holder: dict[str, Any] = {}
+    sources = rule_sources(settings)
+
+    def core() -> EnterpriseCore:
+        c = holder.get("core")
+        if c is None:
+            c = holder["core"] = EnterpriseCore(load_rules(sources))
+            metrics.set_ruleset(c.version)
+        return c
+
+    def alerts() -> Any:
+        svc = holder.get("alerts")
+        if svc is None:
+            from alerts.store import AlertStore
+
+            store = AlertStore(data_dir / "alerts.db")
+
+            def closed(warning_id: str, now_ms: int) -> None:
+                ent = warning_id_enterprise.get(warning_id)
+                if ent is not None:
+                    app.loop.call_soon_threadsafe(
+                        lambda: app.loop.create_task(
+                            readings.send(
+                                key=ent.encode(),
+                                value=warning_id.encode(),
+                                headers={CONTROL_HEADER: b"close-warning"},
+                            )
+                        )
+                    )
+
+            svc = holder["alerts"] = build_alerts(
+                settings, core().registry, store, on_warning_closed=closed
+            )
+            holder["store"] = store
+        return svc
+
+    warning_id_enterprise: dict[str, str] = {}
+
+    async def emit(key: bytes, step: Step) -> None:
+        futs = [await transitions.send(key=key, value=encode_transition(a)) for a in step.alarms]
+        futs += [await transitions.send(key=key, value=encode_transition(w)) for w in step.events]
+        for f in futs:
+            await f  # acked by Kafka before the state that follows from them is written
+        for a in step.alarms:
+            metrics.observe_alarm(str(a.kind), a.level and str(a.level), str(a.state))
+        for w in step.events:
+            metrics.observe_warning(str(w.colour), str(w.state))
+
+    @app.agent(readings, name="rules")
+    async def rules_agent(stream: Any) -> None:
+        from ingest.codec import decode_readings
+
+        async for event in stream.events():
+            key: bytes = event.key
+            ent = key.decode()
+            now = wall_ms()
+            c = core()
+            headers = dict(event.headers or {})
+            control = headers.get(CONTROL_HEADER)
+            if control == b"close-warning":
+                step = c.close_warning(
+                    ent, engine_table[key], warning_table[key], event.value.decode(), now
+                )
+            else:
+                rs = decode_readings(event.value)
+                step = c.process(ent, engine_table[key], warning_table[key], rs, now)
+                metrics.observe_batch(
+                    1, len(rs), now - min((r.received_ms for r in rs), default=now)
+                )
+            await emit(key, step)
+            engine_table[key] = step.engine
+            warning_table[key] = step.warnings
+
+    @app.agent(transitions, name="alerts")
+    async def alerts_agent(stream: Any) -> None:
+        async for event in stream.events():
+            ev = decode_transition(event.value)
+            now = wall_ms()
+            svc = alerts()
+            if isinstance(ev, AlarmEvent):
+                svc.on_alarm(ev, now)
+            else:
+                warning_id_enterprise[ev.warning_id] = ev.enterprise_code
+                svc.on_warning(ev, now)
+            wake = holder.get("outbox_wake")
+            if wake is not None:
+                wake.set()
+
+    def owned(c: EnterpriseCore) -> Iterable[str]:
+        mine = {
+            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.readings_topic
+        }
+        for ent in c.enterprises():
+            if partition_for(ent.encode(), k.partitions) in mine:
+                yield ent
+
+    @app.timer(1.0)
+    async def tick() -> None:
+        # Never tick while tables recover: a missing state would be re-created fresh.
+        if app.rebalancing or app.in_recovery:
+            return
+        c = core()
+        now = wall_ms()
+        for ent in owned(c):
+            key = ent.encode()
+            step = c.tick(ent, engine_table[key], warning_table[key], now)
+            if step.alarms or step.events or engine_table[key] is None:
+                await emit(key, step)
+                engine_table[key] = step.engine
+                warning_table[key] = step.warnings
+        if "alerts" in holder:
+            holder["alerts"].tick(now)
+
+    @app.timer(5.0)
+    async def consumer_lag() -> None:
+        for tp in app.assignor.assigned_actives():
+            try:
+                pos = await app.consumer.position(tp)
+                hw = app.consumer.highwater(tp)
+            except Exception:  # noqa: S112 - a partition being revoked right now: skip it
+                continue
+            if pos is not None and hw is not None:
+                metrics.kafka_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                    max(0, hw - pos)
+                )
+
+    @app.task
+    async def start_outbox() -> None:
+        """Delivery runs in a thread: channels are synchronous HTTP clients."""
+        from alerts.outbox import Outbox
+
+        alerts()
+        wake = holder["outbox_wake"] = threading.Event()
+        outbox = Outbox(holder["store"])
+        channels = holder.get("channels") or build_channels(settings)
+        metrics.watch_outbox(lambda: _outbox_depth(holder["store"]))
+        stop = holder["outbox_stop"] = threading.Event()
+
+        def loop() -> None:
+            while not stop.is_set():
+                wake.wait(0.2)
+                wake.clear()
+                try:
+                    outbox.deliver_due(wall_ms(), channels)
+                except Exception:
+                    log.exception("outbox delivery round failed; will retry")
+
+        threading.Thread(target=loop, name="hw-outbox", daemon=True).start()
+        if settings.metrics.port:
+            metrics.serve(settings.metrics.port)
+
+    @app.on_before_shutdown.connect
+    async def _stop_outbox(app_: Any, **kwargs: Any) -> None:
+        if "outbox_stop" in holder:
+            holder["outbox_stop"].set()
+
+    app.hw_metrics = metrics  # type: ignore[attr-defined]
+    app.hw_holder = holder  # type: ignore[attr-defined]
+    app.hw_worker = worker  # type: ignore[attr-defined]
+    return app
+
+
+def _outbox_depth(store: Any) -> float:
+    fn = getattr(store, "outbox_depth", None)
+    return float(fn()) if callable(fn) else 0.0
+
+
+def _module_app() -> Any:
+    from hazardwatch.settings import load_settings
+
+    return create_app(load_settings())
+
+
+_app: Any = None
+
+
+def __getattr__(name: str) -> Any:
+    """`faust -A hazardwatch.faust_app` finds `app`; building it needs settings, so it is
+    built on first access rather than at import (tests import the pure parts)."""
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = _module_app()
+        return _app
+    raise AttributeError(name)

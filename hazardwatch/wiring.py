@@ -1,0 +1,365 @@
+"""Wiring: settings -> the plain configs of the adapters, and the builders that assemble the
+pure cores (normaliser, engine, warning model, alerts service), the channels and the
+time-series writer. The runner, the Faust app and the demo all build through here, so the
+modes cannot drift apart.
+
+Domain packages never read settings or the environment; this module is where `Settings`
+turns into their own config objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hazardwatch.metrics import Metrics
+from hazardwatch.runner import BatchOutcome, Stages
+from hazardwatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class WiringError(Exception):
+    """Settings or files do not let us build the pipeline. `hint` says what to do."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+# ------------------------------------------------------------------------------------------------
+# Rules: registry + rule files + warning config, validated together (startup and hot reload).
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSources:
+    registry: Path
+    rules_dir: Path | None = None
+    pack_versions: Mapping[str, str] = field(default_factory=dict)
+
+    def watched(self) -> list[Path | None]:
+        """What the reload watcher polls."""
+        return [self.registry, self.rules_dir]
+
+
+def rule_sources(settings: Settings) -> RuleSources:
+    if settings.rules.registry is None:
+        raise WiringError(
+            "rules.registry is not set: hazardwatch needs the point registry to run",
+            hint="set HW_RULES__REGISTRY=/path/registry.csv (or [rules] registry in "
+            "hazardwatch.toml); `hazardwatch demo` runs without one",
+        )
+    return RuleSources(
+        settings.rules.registry,
+        settings.rules.rules_dir,
+        dict(settings.rules.standard_pack_versions),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RulesBundle:
+    """A validated, ready-to-swap set of rules: what a hot reload hands to the pipeline."""
+
+    registry: Any
+    ruleset: Any
+    warning_config: Any
+
+    @property
+    def version(self) -> str:
+        return str(self.ruleset.version)
+
+
+def load_rules(sources: RuleSources, registry: Any | None = None) -> RulesBundle:
+    """Load and validate everything; raises (RegistryError, RuleFileError,
+    WarningConfigError) listing every problem. Nothing is swapped if this raises."""
+    from rules.loader import load_ruleset
+
+    from ingest.registry import load_registry
+    from rules.warnings import load_warning_config
+
+    reg = registry if registry is not None else load_registry(sources.registry)
+    ruleset = load_ruleset(sources.rules_dir, reg, pack_versions=dict(sources.pack_versions))
+    wcfg = load_warning_config(sources.rules_dir)
+    return RulesBundle(reg, ruleset, wcfg)
+
+
+def normalize_config(settings: Settings) -> Any:
+    from ingest.normalize import NormalizeConfig
+
+    return NormalizeConfig(
+        topic_prefix=settings.mqtt.topic_prefix,
+        max_payload_bytes=settings.mqtt.max_payload_bytes,
+    )
+
+
+def build_stages(
+    bundle: RulesBundle,
+    *,
+    normalizer_config: Any = None,
+    previous: Stages | None = None,
+    alerts: Any | None = None,
+) -> Stages:
+    """The pure cores for one rules bundle. On reload, pass the running stages as `previous`
+    so the normaliser keeps its duplicate memory and the alerts service is kept."""
+    from rules.engine import Engine
+
+    from ingest.normalize import Normalizer
+    from rules.warnings import WarningModel
+
+    if previous is not None:
+        normalizer = previous.normalizer.with_registry(bundle.registry)
+        alerts = alerts if alerts is not None else previous.alerts
+    else:
+        normalizer = Normalizer(bundle.registry, normalizer_config)
+    return Stages(
+        registry=bundle.registry,
+        ruleset=bundle.ruleset,
+        normalizer=normalizer,
+        engine=Engine(bundle.ruleset, bundle.registry),
+        warnings=WarningModel(bundle.warning_config, bundle.registry),
+        alerts=alerts,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Alerts: store, service, outbox and channels.
+
+
+def _secret(v: Any) -> str:
+    return v.get_secret_value() if v is not None else ""
+
+
+def build_channels(settings: Settings) -> dict[str, Any]:
+    """Every channel that settings configure, by name. Unconfigured channels are absent (the
+    outbox keeps their notifications pending and reports them)."""
+    c = settings.channels
+    out: dict[str, Any] = {}
+    if settings.platform.url:
+        from alerts.channels.platform import PlatformChannel
+
+        out["platform"] = PlatformChannel(
+            settings.platform.url,
+            _secret(settings.platform.hmac_secret),
+            timeout_s=settings.platform.timeout_s,
+        )
+    if c.wecom.robot_keys:
+        from alerts.channels.wecom import WecomChannel
+
+        out["wecom"] = WecomChannel(
+            {k: _secret(v) for k, v in c.wecom.robot_keys.items()},
+            base_url=c.wecom.base_url,
+            per_minute=c.wecom.per_robot_per_minute,
+        )
+    if c.aliyun_sms.access_key_id:
+        from alerts.channels.aliyun_sms import AliyunSmsChannel
+
+        out["aliyun_sms"] = AliyunSmsChannel(
+            c.aliyun_sms.access_key_id,
+            _secret(c.aliyun_sms.access_key_secret),
+            c.aliyun_sms.sign_name,
+            c.aliyun_sms.template_code,
+            endpoint=c.aliyun_sms.endpoint,
+        )
+    if c.tencent_sms.secret_id:
+        from alerts.channels.tencent_sms import TencentSmsChannel
+
+        out["tencent_sms"] = TencentSmsChannel(
+            c.tencent_sms.secret_id,
+            _secret(c.tencent_sms.secret_key),
+            c.tencent_sms.sdk_app_id,
+            c.tencent_sms.sign_name,
+            c.tencent_sms.template_id,
+            endpoint=c.tencent_sms.endpoint,
+        )
+    if c.webhook.url:
+        from alerts.channels.webhook import WebhookChannel
+
+        out["webhook"] = WebhookChannel(c.webhook.url, _secret(c.webhook.secret) or None)
+    return out
+
+
+def load_routing_config(path: Path | None) -> Any:
+    """The routing file, or the built-in ladder with no recipients (platform push only)."""
+    from alerts.routing import RoutingConfig, load_routing
+
+    return load_routing(path) if path is not None else RoutingConfig()
+
+
+def build_alerts(
+    settings: Settings,
+    registry: Any,
+    store: Any,
+    *,
+    routing: Any = None,
+    on_warning_closed: Callable[[str, int], None] | None = None,
+) -> Any:
+    from alerts.service import AlertService
+
+    if routing is None:
+        routing = load_routing_config(settings.channels.routing_file)
+    return AlertService(
+        store,
+        routing,
+        registry,
+        public_url=settings.api.public_url,
+        on_warning_closed=on_warning_closed,
+    )
+
+
+def state_paths(settings: Settings, process: str = "embedded") -> tuple[Path, Path]:
+    """(engine state db, alert store db) under storage.data_dir."""
+    d = Path(settings.storage.data_dir)
+    return d / f"{process}-engine.db", d / f"{process}-alerts.db"
+
+
+# ------------------------------------------------------------------------------------------------
+# Time series: never on the alarm path.
+
+
+def build_timeseries_writer(settings: Settings) -> Any:
+    """InfluxDB when `influx.url` is set, else rotating line-protocol files."""
+    if settings.influx.url:
+        from ingest.influx import InfluxConfig, InfluxWriter
+
+        cfg = InfluxConfig(
+            url=settings.influx.url,
+            token=_secret(settings.influx.token),
+            org=settings.influx.org,
+            bucket=settings.influx.bucket,
+            batch_size=settings.influx.batch_size,
+            flush_interval_ms=settings.influx.flush_interval_ms,
+            spill_dir=Path(settings.storage.data_dir) / "spill",
+            spill_max_bytes=settings.influx.spill_max_bytes,
+        )
+        return InfluxWriter(cfg)
+    from ingest.influx import LineProtocolFileWriter
+
+    return LineProtocolFileWriter(Path(settings.storage.data_dir) / "lineprotocol")
+
+
+class TimeseriesFeed:
+    """Hands batches to a writer thread through a bounded queue. `submit` never blocks: when
+    the writer falls behind (InfluxDB slow or down and its own buffer full), batches are
+    dropped and counted rather than delaying the next alarm. Every `pipeline_every_s` the
+    runner's figures are written as the `pipeline` and `reject` measurements."""
+
+    def __init__(
+        self,
+        writer: Any,
+        registry: Any,
+        metrics: Metrics,
+        *,
+        process: str = "embedded",
+        queue_max: int = 1000,
+        pipeline_every_s: float = 10.0,
+        clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.writer = writer
+        self.registry = registry
+        self.metrics = metrics
+        self.process = process
+        self.clock = clock
+        self.dropped = 0
+        self._q: queue.Queue[BatchOutcome | None] = queue.Queue(queue_max)
+        self._every = pipeline_every_s
+        self._last_figures: Any = None
+        self._last_ms = 0
+        self._thread = threading.Thread(target=self._run, name="hw-timeseries", daemon=True)
+        self._thread.start()
+
+    def set_registry(self, registry: Any) -> None:
+        self.registry = registry
+
+    def submit(self, outcome: BatchOutcome) -> None:
+        try:
+            self._q.put_nowait(outcome)
+        except queue.Full:
+            self.dropped += len(outcome.readings) + len(outcome.alarms) + len(outcome.warnings)
+            self.metrics.timeseries_dropped.set(self.dropped)
+
+    def lines(self, outcome: BatchOutcome) -> list[str]:
+        from ingest.lineprotocol import reading_line
+
+        from dashboards.series import alarm_rows, warning_rows
+
+        reg = self.registry
+        out: list[str] = []
+        for r in outcome.readings:
+            p = reg.get(r.enterprise_code, r.tag)
+            if p is not None:
+                out.append(reading_line(r, p))
+        out.extend(row.line() for row in alarm_rows(outcome.alarms, reg))
+        out.extend(row.line() for row in warning_rows(outcome.warnings, reg))
+        return out
+
+    def pipeline_lines(self, now_ms: int) -> list[str]:
+        """Figures of the interval since the last call (counters as deltas)."""
+        from dashboards.series import PipelineStats, pipeline_rows
+
+        f = self.metrics.figures()
+        stats = _writer_stats(self.writer)
+        last = self._last_figures
+        self._last_figures = f
+        interval_s = max(0.001, (now_ms - self._last_ms) / 1000) if self._last_ms else self._every
+        self._last_ms = now_ms
+        rejects = {
+            reason: int(n - (last.rejects_by_reason.get(reason, 0) if last else 0))
+            for reason, n in f.rejects_by_reason.items()
+        }
+        ps = PipelineStats(
+            process=self.process,
+            interval_s=interval_s,
+            readings_in=int(f.readings_in - (last.readings_in if last else 0)),
+            rejects=rejects,
+            alarms=int(f.alarms - (last.alarms if last else 0)),
+            eval_lag_ms=f.eval_lag_ms,
+            outbox_depth=int(f.outbox_depth),
+            influx_errors=int(stats.get("failed", 0) or 0),
+            influx_dropped=int(stats.get("dropped", 0) or 0) + self.dropped,
+        )
+        return [row.line() for row in pipeline_rows(ps, now_ms)]
+
+    def _run(self) -> None:
+        next_pipeline = time.monotonic() + self._every
+        while True:
+            try:
+                item = self._q.get(timeout=max(0.0, next_pipeline - time.monotonic()))
+            except queue.Empty:
+                item = ...  # nothing new: only the periodic row
+            if item is None:
+                return
+            try:
+                if item is not ...:
+                    lines = self.lines(item)
+                    if lines:
+                        self.writer.write_lines(lines)
+                if time.monotonic() >= next_pipeline:
+                    next_pipeline = time.monotonic() + self._every
+                    self.writer.write_lines(self.pipeline_lines(self.clock()))
+            except Exception:
+                log.exception("time-series write failed (alarms are not affected)")
+
+    def close(self) -> None:
+        """Write what is queued, the final pipeline row, and flush the writer."""
+        self._q.put(None)
+        self._thread.join(30)
+        try:
+            self.writer.write_lines(self.pipeline_lines(self.clock()))
+            self.writer.flush()
+        finally:
+            self.writer.close()
+
+
+def _writer_stats(writer: Any) -> dict[str, Any]:
+    stats = writer.stats() if hasattr(writer, "stats") else {}
+    if not isinstance(stats, dict):
+        stats = getattr(stats, "__dict__", {}) or {
+            k: getattr(stats, k) for k in getattr(stats, "__slots__", ())
+        }
+    return stats
