@@ -78,9 +78,8 @@ class RulesBundle:
 def load_rules(sources: RuleSources, registry: Any | None = None) -> RulesBundle:
     """Load and validate everything; raises (RegistryError, RuleFileError,
     WarningConfigError) listing every problem. Nothing is swapped if this raises."""
-    from rules.loader import load_ruleset
-
     from ingest.registry import load_registry
+    from rules.loader import load_ruleset
     from rules.warnings import load_warning_config
 
     reg = registry if registry is not None else load_registry(sources.registry)
@@ -284,9 +283,8 @@ class TimeseriesFeed:
             self.metrics.timeseries_dropped.set(self.dropped)
 
     def lines(self, outcome: BatchOutcome) -> list[str]:
-        from ingest.lineprotocol import reading_line
-
         from dashboards.series import alarm_rows, warning_rows
+        from ingest.lineprotocol import reading_line
 
         reg = self.registry
         out: list[str] = []
@@ -363,3 +361,148 @@ def _writer_stats(writer: Any) -> dict[str, Any]:
             k: getattr(stats, k) for k in getattr(stats, "__slots__", ())
         }
     return stats
+
+
+# ------------------------------------------------------------------------------------------------
+# The embedded process, assembled.
+
+
+@dataclass(slots=True)
+class Embedded:
+    """A built embedded pipeline: start it with `runner.start()`, stop with `runner.stop()`
+    (which also closes the writer, the watcher, the endpoints and the stores)."""
+
+    runner: Any
+    pipeline: Any
+    reloader: Any
+    alert_store: Any
+    metrics: Metrics
+    channels: dict[str, Any]
+    metrics_port: int | None = None
+    watcher: Any = None
+
+
+def build_embedded(
+    settings: Settings,
+    *,
+    source: Any = None,
+    channels: dict[str, Any] | None = None,
+    registry: Any = None,
+    metrics_port: int | None = None,
+    watch_interval_s: float = 2.0,
+    runner_config: Any = None,
+    clock: Callable[[], int] | None = None,
+) -> Embedded:
+    """Everything of `hazardwatch run` except the signal handlers and the source's settings:
+    rules, state stores, alerts, channels, time series, metrics/reload endpoint, file watcher.
+
+    `registry` overrides the registry file (the demo passes a generated one); `channels`
+    overrides the configured channels (tests and the demo pass local receivers).
+    """
+    from alerts.outbox import Outbox, OutboxConfig
+    from alerts.store import AlertStore
+    from hazardwatch.engine_store import EngineStore
+    from hazardwatch.reload import FileWatcher, Reloader
+    from hazardwatch.runner import EmbeddedRunner, Pipeline, RunnerConfig, wall_ms
+
+    clock = clock or wall_ms
+    sources = (
+        rule_sources(settings)
+        if registry is None
+        else RuleSources(
+            Path("<generated>"),
+            settings.rules.rules_dir,
+            dict(settings.rules.standard_pack_versions),
+        )
+    )
+    bundle = load_rules(sources, registry)
+    engine_db, alerts_db = state_paths(settings)
+    alert_store = AlertStore(alerts_db)
+    routing = load_routing_config(settings.channels.routing_file)
+    holder: dict[str, Any] = {}
+
+    def warning_closed(warning_id: str, now_ms: int) -> None:
+        # Called from the API thread: the warning model belongs to the evaluation thread.
+        holder["runner"].call_soon(lambda: holder["pipeline"].close_warning(warning_id, now_ms))
+
+    def alerts_for(reg: Any) -> Any:
+        return build_alerts(
+            settings, reg, alert_store, routing=routing, on_warning_closed=warning_closed
+        )
+
+    metrics = Metrics("embedded")
+    feed = TimeseriesFeed(build_timeseries_writer(settings), bundle.registry, metrics)
+    stages = build_stages(
+        bundle, normalizer_config=normalize_config(settings), alerts=alerts_for(bundle.registry)
+    )
+    pipeline = Pipeline(
+        stages,
+        start_ms=clock(),
+        store=EngineStore(engine_db),
+        metrics=metrics,
+        sink=feed,
+        on_reject=_log_reject,
+    )
+    holder["pipeline"] = pipeline
+
+    def apply(b: RulesBundle) -> None:
+        new = build_stages(b, previous=pipeline.stages, alerts=alerts_for(b.registry))
+        pipeline.swap(new)
+        feed.set_registry(b.registry)
+
+    def reloaded(outcome: Any) -> None:
+        metrics.reloads.labels(result="ok" if outcome.ok else "refused").inc()
+
+    # A generated registry (demo) has no file to re-read; its rule files still reload.
+    reloader = Reloader(
+        lambda: load_rules(sources, registry), apply, lambda b: b.version, on_outcome=reloaded
+    )
+    watcher = None
+    if watch_interval_s > 0:
+        watcher = FileWatcher(
+            lambda: sources.watched() if registry is None else [sources.rules_dir],
+            lambda: reloader.request("file"),
+            interval_s=watch_interval_s,
+        ).start()
+
+    def http_reload() -> dict[str, Any]:
+        gen = reloader.generation
+        reloader.request("api")
+        out = reloader.wait(gen, 60)
+        if out is None:
+            return {"ok": False, "error": "reload did not finish within 60 s"}
+        return {"ok": out.ok, "trigger": out.trigger, "version": out.version, "error": out.error}
+
+    chans = build_channels(settings) if channels is None else channels
+    outbox = Outbox(alert_store, OutboxConfig.from_routing(routing))
+    metrics.watch_outbox(alert_store.outbox_depth)
+    port = settings.metrics.port if metrics_port is None else metrics_port
+    bound: int | None = None
+    if port or metrics_port == 0:
+        bound = metrics.serve(port, reload=http_reload)
+
+    def close_stores() -> None:
+        alert_store.close()
+        if pipeline.store is not None:
+            pipeline.store.close()
+
+    stops: list[Callable[[], None]] = [feed.close]
+    if watcher is not None:
+        stops.append(watcher.stop)
+    stops += [metrics.stop, close_stores]
+    runner = EmbeddedRunner(
+        pipeline,
+        source,
+        config=runner_config or RunnerConfig(),
+        outbox=outbox,
+        channels=chans,
+        reloader=reloader,
+        clock=clock,
+        on_stop=stops,
+    )
+    holder["runner"] = runner
+    return Embedded(runner, pipeline, reloader, alert_store, metrics, chans, bound, watcher)
+
+
+def _log_reject(dl: Any) -> None:
+    log.warning("rejected (%s) on %s: %s", dl.reason, dl.topic, dl.detail)
