@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
@@ -136,6 +137,27 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     for s in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
         text = text.replace(s, REDACTED)
     return text
+
+
+_QUERY = re.compile(r"(https?://[^\s?\"']+)\?[^\s\"']*")
+
+
+class _HttpxQueryFilter(logging.Filter):
+    """httpx logs every request URL at INFO; a WeCom key or a WeChat token rides in the query
+    string, so the query is cut from httpx's log lines before any handler sees them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "?" in msg:
+            record.msg = _QUERY.sub(r"\1?" + REDACTED, msg)
+            record.args = None
+        return True
+
+
+for _name in ("httpx", "httpcore"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _HttpxQueryFilter) for f in _logger.filters):
+        _logger.addFilter(_HttpxQueryFilter())
 
 
 def _describe_transport_error(exc: httpx.HTTPError) -> str:

@@ -93,6 +93,7 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -136,7 +137,7 @@ class Receiver:
         server.block_on_close = False
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, name=f"{self.name}-receiver", daemon=True
+            target=server.serve_forever, args=(0.05,), name=f"{self.name}-receiver", daemon=True
         )
         self._thread.start()
         return self
