@@ -142,8 +142,10 @@ def test_whole_file_problems(text, message):
 def test_jsonl_fields_aliases_and_bad_lines():
     text = "\n".join(
         [
-            '{"ts": 1000, "enterprise_code": "E1", "tag": "AT-NH3", "value": 28.2329, "unit": "ppm"}',
-            '{"ts": "2026-11-29T08:00:00Z", "enterprise_code": "E1", "tag": "TT-1", "v": 5, "q": 2}',
+            '{"ts": 1000, "enterprise_code": "E1", "tag": "AT-NH3", "value": 28.2329, '
+            '"unit": "ppm"}',
+            '{"ts": "2026-11-29T08:00:00Z", "enterprise_code": "E1", "tag": "TT-1", '
+            '"v": 5, "q": 2}',
             "",
             '{"ts": 1000, "enterprise_code": "E1", "tag": "TT-1", "value": 1',
             "[1, 2]",
