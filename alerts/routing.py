@@ -284,6 +284,20 @@ def route(cfg: RoutingConfig, subject: RouteSubject, colour: Colour, tier: int =
     return out
 
 
+def role_recipients(cfg: RoutingConfig, subject: RouteSubject, roles: list[str]
+                    ) -> list[Recipient]:
+    """Recipients holding the given roles only (filings notify the district, not a ladder)."""
+    seen: set[tuple[str, str]] = set()
+    out: list[Recipient] = []
+    for role in roles:
+        people, robots = _contacts_for(cfg, subject, role)
+        for r in _recipients(cfg, role, people, robots):
+            if r.key not in seen:
+                seen.add(r.key)
+                out.append(r)
+    return out
+
+
 def missing_roles(cfg: RoutingConfig, subject: RouteSubject, colour: Colour, tier: int = 0
                   ) -> list[str]:
     """Roles of the ladder step that nobody holds for this subject (shown by route test)."""

@@ -510,12 +510,17 @@ class AlertStore:
             db.execute(f"UPDATE outbox SET {sets} WHERE id=?",  # noqa: S608 - names checked
                        (*cols.values(), notification_id))
 
-    def withdraw(self, subject_id: str, *, keep_channels: Iterable[str] = ()) -> list[str]:
+    def withdraw(self, subject_id: str, *, keep_channels: Iterable[str] = (),
+                 held_after_ms: int | None = None) -> list[str]:
         """Withdraw the not-yet-delivered notifications of a subject (except on the given
-        channels); returns their ids."""
+        channels; with `held_after_ms`, only those still held past that time and never
+        attempted); returns their ids."""
         keep = list(keep_channels)
         args: list[Any] = [subject_id]
         sql = "SELECT id FROM outbox WHERE subject_id=? AND state='pending'"
+        if held_after_ms is not None:
+            sql += " AND not_before_ms>? AND attempts=0"
+            args.append(held_after_ms)
         if keep:
             sql += f" AND channel NOT IN ({','.join('?' * len(keep))})"
             args += keep
