@@ -1,0 +1,43 @@
+"""The city simulator: a generated Qianjiang-like registry, realistic normal signals, injected
+incidents with their ground truth, MQTT-shaped payloads in accelerated time or replay files,
+and the scoring that matches alarms to injected incidents.
+
+Part of the composition root (it may import `ingest` and `rules`; domain packages never import
+it). Public surface::
+
+    generate_registry(points, seed) -> Registry          # city.py
+    Simulation(registry, seed=, start_ms=, incidents=)    # simulation.py
+    Simulation.demo(points=, seed=, start_ms=, duration_ms=)
+        .stream(end_ms, step_ms=, speed=) -> Iterator[SimStep(now_ms, messages, readings)]
+        .deliveries(end_ms) -> Iterator[Batch]            # columnar, for replay/benchmarks
+        .write_readings_csv(path, end_ms), .inject(kind, at_ms), .incidents (ground truth)
+    stream(registry, seed, start_ms, speed, incidents) -> Iterator[SimStep]
+    write_truth(path, incidents), read_truth(path)        # truth.py
+    score(truth, alarms, ...) -> Score                    # scoring.py
+"""
+
+from hazardwatch.sim.city import generate_registry, write_registry_csv
+from hazardwatch.sim.incidents import (
+    ALL_KINDS,
+    Expect,
+    Incident,
+    IncidentKind,
+    make_incident,
+    schedule_incidents,
+)
+from hazardwatch.sim.simulation import Batch, SimStep, Simulation, stream
+
+__all__ = [
+    "ALL_KINDS",
+    "Batch",
+    "Expect",
+    "Incident",
+    "IncidentKind",
+    "SimStep",
+    "Simulation",
+    "generate_registry",
+    "make_incident",
+    "schedule_incidents",
+    "stream",
+    "write_registry_csv",
+]

@@ -1,0 +1,397 @@
+"""The simulation: normal signals plus injected incidents, delivered in gateway order as
+columnar batches (for replay files and benchmarks) or as MQTT-shaped batch payloads stepped
+through simulated time (for the live demo and the MQTT publisher).
+
+Usage (the embedded runner's demo does this)::
+
+    sim = Simulation.demo(points=300, seed=7, start_ms=t0, duration_ms=3 * 3600_000)
+    for step in sim.stream(step_ms=1000):           # simulated time, as fast as you pull
+        now_ms, messages = step.now_ms, step.messages  # [(topic, payload_bytes), ...]
+        ...
+    truth = sim.incidents                            # ground truth (also `truth_records()`)
+
+`stream(..., speed=60)` paces the steps in wall-clock time (60 simulated s per real s);
+without `speed` the caller sets the pace. Everything is deterministic from the seed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import NamedTuple
+
+import numpy as np
+
+from hazardwatch.sim import incidents as inc
+from hazardwatch.sim.city import generate_registry
+from hazardwatch.sim.incidents import Incident, IncidentKind
+from hazardwatch.sim.signals import HOUR_MS, SignalModel, _decimals, _linear, _nice_step
+from ingest.model import Registry, iso_ms
+
+_CST = timezone(timedelta(hours=8))
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Readings delivered in one chunk of simulated time, ordered by (deliver, gateway, ts,
+    point). `deliver_ms > ts_ms` marks back-filled readings (held by their gateway)."""
+
+    ts_ms: np.ndarray  # int64
+    point: np.ndarray  # int32 index into registry.points
+    value: np.ndarray  # float64, registered unit
+    quality: np.ndarray  # int8
+    deliver_ms: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.ts_ms)
+
+
+class SimStep(NamedTuple):
+    """One step of simulated time: everything delivered in (now_ms - step, now_ms]."""
+
+    now_ms: int
+    messages: list[tuple[str, bytes]]  # (MQTT topic, JSON batch payload)
+    readings: int
+
+
+class Simulation:
+    """Normal signals of a registry plus a list of incidents, from `start_ms`."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        seed: int = 7,
+        start_ms: int,
+        incidents: Iterable[Incident] = (),
+        chunk_ms: int = 300_000,
+        topic_prefix: str = "hw",
+    ) -> None:
+        self.registry = registry
+        self.seed = seed
+        self.start_ms = int(start_ms)
+        self.model = SignalModel(registry, seed=seed, start_ms=start_ms, chunk_ms=chunk_ms)
+        self.incidents: list[Incident] = sorted(incidents, key=lambda i: i.start_ms)
+        self.topic_prefix = topic_prefix
+        self._generated_until = self.start_ms
+        self._pending: list[Batch] = []
+        self._n_injected = 0
+        self._encoder = _PayloadEncoder(self.model, topic_prefix)
+
+    # -- construction helpers -------------------------------------------------------------
+    @classmethod
+    def demo(
+        cls,
+        *,
+        points: int = 300,
+        seed: int = 7,
+        start_ms: int,
+        duration_ms: int = 3 * HOUR_MS,
+        registry: Registry | None = None,
+        kinds: Iterable[IncidentKind | str] = inc.ALL_KINDS,
+        repeats: int = 1,
+        shuffle: bool = False,
+        durations: dict[IncidentKind, int] | None = None,
+        topic_prefix: str = "hw",
+    ) -> Simulation:
+        """A city (generated unless `registry` is given) with incidents of every kind spread
+        over [start, start + duration): the demo's and the detection benchmark's setup."""
+        reg = registry if registry is not None else generate_registry(points, seed)
+        sim = cls(reg, seed=seed, start_ms=start_ms, topic_prefix=topic_prefix)
+        sim.schedule(
+            start_ms + duration_ms,
+            kinds=kinds,
+            repeats=repeats,
+            shuffle=shuffle,
+            durations=durations,
+        )
+        return sim
+
+    def schedule(
+        self,
+        end_ms: int,
+        *,
+        kinds: Iterable[IncidentKind | str] = inc.ALL_KINDS,
+        repeats: int = 1,
+        shuffle: bool = True,
+        durations: dict[IncidentKind, int] | None = None,
+    ) -> list[Incident]:
+        """Schedule incidents over [start, end_ms) (see `incidents.schedule_incidents`)."""
+        new = inc.schedule_incidents(
+            self.model,
+            max(self.start_ms, self._generated_until),
+            end_ms,
+            seed=self.seed,
+            kinds=kinds,
+            repeats=repeats,
+            shuffle=shuffle,
+            durations=durations,
+            id_prefix=f"inc{len(self.incidents) or ''}",
+        )
+        self.incidents = sorted([*self.incidents, *new], key=lambda i: i.start_ms)
+        return new
+
+    def inject(
+        self,
+        kind: IncidentKind | str,
+        at_ms: int | None = None,
+        *,
+        enterprise_code: str | None = None,
+        tag_or_gateway: str | None = None,
+        duration_ms: int | None = None,
+    ) -> Incident:
+        """Inject one incident on demand, at `at_ms` or as soon as possible (readings already
+        generated cannot change). The subject is chosen at random unless named."""
+        kind = IncidentKind(kind)
+        t0 = max(int(at_ms) if at_ms is not None else 0, self._generated_until)
+        subjects = inc.candidates(self.model, kind)
+        if enterprise_code is not None:
+            subjects = [s for s in subjects if s[0] == enterprise_code]
+        if tag_or_gateway is not None:
+            subjects = [
+                s
+                for s in subjects
+                if s[1] == tag_or_gateway
+                or s[2][0].tag == tag_or_gateway
+                or s[2][0].zone == tag_or_gateway
+            ]
+        if not subjects:
+            raise inc.NoSubject(
+                f"no subject for a {kind} incident"
+                + (f" in {enterprise_code}" if enterprise_code else "")
+                + (f" matching {tag_or_gateway!r}" if tag_or_gateway else "")
+            )
+        self._n_injected += 1
+        rng = np.random.default_rng([self.seed, 0xD0, self._n_injected])
+        subject = subjects[int(rng.integers(len(subjects)))]
+        new = inc.make_incident(
+            self.model,
+            kind,
+            t0,
+            subject,
+            rng,
+            incident_id=f"ondemand-{self._n_injected:04d}",
+            duration_ms=duration_ms,
+        )
+        self.incidents = sorted([*self.incidents, new], key=lambda i: i.start_ms)
+        return new
+
+    def truth_records(self) -> list[dict]:
+        return [i.to_record() for i in self.incidents]
+
+    # -- columnar delivery ----------------------------------------------------------------
+    def deliveries(self, end_ms: int, *, final: bool = True) -> Iterator[Batch]:
+        """Columnar batches of everything delivered until `end_ms`, one per chunk, in delivery
+        order, continuing where the previous call stopped. Readings a gateway still holds at
+        `end_ms` are delivered at the end when `final`, else kept for the next call."""
+        m = self.model
+        if end_ms <= self._generated_until:
+            return
+        c_first = m.chunk_index(self._generated_until)
+        c_last = m.chunk_index(end_ms - 1)
+        for c in range(c_first, c_last + 1):
+            lo_ts = self._generated_until
+            chunk = m.chunk(c)
+            for incident in self.incidents:
+                inc.apply(incident, m, chunk)
+            m.finish(chunk)
+            hi_ts = min(chunk.end_ms, end_ms)
+            keep = chunk.keep & (chunk.ts_ms >= lo_ts) & (chunk.ts_ms < hi_ts)
+            self._generated_until = hi_ts
+            fresh = Batch(
+                chunk.ts_ms[keep],
+                chunk.point[keep],
+                chunk.value[keep],
+                chunk.quality[keep],
+                chunk.deliver_ms[keep],
+            )
+            allb = _concat([*self._pending, fresh])
+            if final and c == c_last:
+                allb.deliver_ms[:] = np.minimum(allb.deliver_ms, end_ms - 1)
+                due = np.ones(len(allb), bool)
+            else:
+                due = allb.deliver_ms < hi_ts
+            self._pending = [_take(allb, ~due)] if not due.all() else []
+            yield _ordered(_take(allb, due), m.gateway_of)
+
+    # -- MQTT-shaped stream ---------------------------------------------------------------
+    def stream(
+        self,
+        end_ms: int | None = None,
+        *,
+        step_ms: int = 1000,
+        speed: float | None = None,
+    ) -> Iterator[SimStep]:
+        """Steps of `step_ms` simulated time with the batch payloads delivered in each (empty
+        steps too, so a consumer's timers advance during an outage). Runs until `end_ms`
+        (forever if None). With `speed`, each step is yielded no earlier than its simulated
+        time divided by `speed` after the first (wall clock)."""
+        if step_ms <= 0:
+            raise ValueError(f"step_ms must be > 0, got {step_ms}")
+        wall0 = time.monotonic()
+        sim0 = self._generated_until
+        now = self._generated_until
+        horizon = end_ms if end_ms is not None else None
+        while horizon is None or now < horizon:
+            chunk_end = (
+                self.model.start_ms + (self.model.chunk_index(now) + 1) * self.model.chunk_ms
+            )
+            stop = chunk_end if horizon is None else min(chunk_end, horizon)
+            for batch in self.deliveries(stop, final=stop == horizon):
+                cuts = np.searchsorted(
+                    batch.deliver_ms, np.arange(now + step_ms, stop + step_ms, step_ms)
+                )
+                lo = 0
+                for k, hi in enumerate(cuts):
+                    step_end = min(now + (k + 1) * step_ms, stop)
+                    msgs = self._encoder.encode(batch, lo, int(hi))
+                    if speed:
+                        delay = wall0 + (step_end - sim0) / 1000.0 / speed - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+                    yield SimStep(step_end, msgs, int(hi) - lo)
+                    lo = int(hi)
+            now = stop
+
+    # -- replay file ------------------------------------------------------------------------
+    def write_readings_csv(self, path, end_ms: int, *, ts_format: str = "epoch_ms") -> int:
+        """Write the replay CSV (`ts,enterprise_code,tag,value,unit,quality`) of everything
+        delivered until `end_ms`, in delivery order; returns the number of rows."""
+        if ts_format not in ("epoch_ms", "iso"):
+            raise ValueError(f"ts_format must be epoch_ms or iso, got {ts_format!r}")
+        enc = self._encoder
+        rows = 0
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write("ts,enterprise_code,tag,value,unit,quality\n")
+            for batch in self.deliveries(end_ms):
+                rows += len(batch)
+                f.write(enc.csv_rows(batch, ts_format))
+        return rows
+
+
+class _PayloadEncoder:
+    """Turns columnar batches into batch payloads (one per gateway upload) and CSV rows,
+    converting values to each point's publish unit (the ppm ammonia heads)."""
+
+    def __init__(self, model: SignalModel, topic_prefix: str) -> None:
+        self.model = model
+        pts = model.points
+        n = len(pts)
+        self.scale = np.ones(n)
+        self.offset = np.zeros(n)
+        self.decimals = model.decimals.astype(np.int64).copy()
+        self.publish_unit: list[str] = []
+        for i, p in enumerate(pts):
+            pu = p.attrs.get("sim_publish_unit", "") or p.unit
+            conv = _linear(p.unit, pu, p.parameter) if pu != p.unit else (1.0, 0.0)
+            if conv is None:
+                pu, conv = p.unit, (1.0, 0.0)
+            self.scale[i], self.offset[i] = conv
+            if pu != p.unit:
+                self.decimals[i] = _decimals(_nice_step(model.step[i] * abs(conv[0])))
+            self.publish_unit.append(pu)
+        self.item_head = [f'{{"tag":"{_json_str(p.tag)}","v":' for p in pts]
+        self.item_unit = [
+            f',"unit":"{_json_str(u)}"' if u != p.unit else ""
+            for p, u in zip(pts, self.publish_unit, strict=True)
+        ]
+        self.csv_head = [f"{p.enterprise_code},{p.tag}," for p in pts]
+        self.csv_unit = [f",{u}," for u in self.publish_unit]
+        self.topics = [f"{topic_prefix}/{g.enterprise_code}/{g.code}/data" for g in model.gateways]
+        self.iso_gw = np.array([g.ts_format == "iso" for g in model.gateways], bool)
+
+    def published(self, batch: Batch, lo: int, hi: int) -> np.ndarray:
+        pt = batch.point[lo:hi]
+        return batch.value[lo:hi] * self.scale[pt] + self.offset[pt]
+
+    def encode(self, batch: Batch, lo: int, hi: int) -> list[tuple[str, bytes]]:
+        """Batch payloads for readings lo..hi of `batch`: one per (gateway, upload ts)."""
+        if hi <= lo:
+            return []
+        pt = batch.point[lo:hi]
+        ts = batch.ts_ms[lo:hi]
+        q = batch.quality[lo:hi]
+        val = self.published(batch, lo, hi)
+        gw = self.model.gateway_of[pt]
+        brk = np.nonzero((gw[1:] != gw[:-1]) | (ts[1:] != ts[:-1]))[0] + 1
+        starts = [0, *brk.tolist()]
+        ends = [*brk.tolist(), len(pt)]
+        out = []
+        dec = self.decimals
+        head, unit = self.item_head, self.item_unit
+        ptl, vl, ql = pt.tolist(), val.tolist(), q.tolist()
+        for a, b in zip(starts, ends, strict=True):
+            g = int(gw[a])
+            t = int(ts[a])
+            ts_s = f'"{_iso_cst(t)}"' if self.iso_gw[g] else str(t)
+            items = ",".join(
+                f'{head[p]}{vl[j]:.{dec[p]}f},"q":{ql[j]}{unit[p]}}}'
+                for j, p in enumerate(ptl[a:b], a)
+            )
+            out.append((self.topics[g], f'{{"ts":{ts_s},"data":[{items}]}}'.encode()))
+        return out
+
+    def csv_rows(self, batch: Batch, ts_format: str) -> str:
+        val = self.published(batch, 0, len(batch)).tolist()
+        head, unit, dec = self.csv_head, self.csv_unit, self.decimals
+        ts = batch.ts_ms.tolist()
+        if ts_format == "iso":
+            ts = [iso_ms(t) for t in ts]
+        return "".join(
+            f"{t},{head[p]}{v:.{dec[p]}f}{unit[p]}{q}\n"
+            for t, p, v, q in zip(
+                ts, batch.point.tolist(), val, batch.quality.tolist(), strict=True
+            )
+        )
+
+
+def _json_str(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _iso_cst(ms: int) -> str:
+    """Epoch ms -> ISO 8601 in Beijing time with its offset, as some gateways send it."""
+    return datetime.fromtimestamp(ms / 1000, tz=_CST).isoformat(timespec="milliseconds")
+
+
+def _concat(batches: Sequence[Batch]) -> Batch:
+    if len(batches) == 1:
+        return batches[0]
+    return Batch(*(np.concatenate([getattr(b, f) for b in batches]) for f in Batch.__slots__))
+
+
+def _take(b: Batch, sel: np.ndarray) -> Batch:
+    return Batch(b.ts_ms[sel], b.point[sel], b.value[sel], b.quality[sel], b.deliver_ms[sel])
+
+
+def _ordered(b: Batch, gateway_of: np.ndarray) -> Batch:
+    order = np.lexsort((b.point, b.ts_ms, gateway_of[b.point], b.deliver_ms))
+    return _take(b, order)
+
+
+def stream(
+    registry: Registry,
+    seed: int,
+    start_ms: int,
+    speed: float | None,
+    incidents: Iterable[Incident],
+    *,
+    end_ms: int | None = None,
+    step_ms: int = 1000,
+    topic_prefix: str = "hw",
+) -> Iterator[SimStep]:
+    """Shorthand for `Simulation(registry, ...).stream(end_ms, step_ms=..., speed=...)`.
+    The ground truth is the `incidents` you pass (build them with `Simulation.demo(...)`,
+    `schedule_incidents` or `make_incident`)."""
+    sim = Simulation(
+        registry, seed=seed, start_ms=start_ms, incidents=incidents, topic_prefix=topic_prefix
+    )
+    return sim.stream(end_ms, step_ms=step_ms, speed=speed)
+
+
+def utc_ms(dt: datetime | None = None) -> int:
+    """Epoch ms of an aware datetime (now, rounded down to the minute, if None)."""
+    dt = dt or datetime.now(UTC).replace(second=0, microsecond=0)
+    return int(dt.timestamp() * 1000)
