@@ -9,6 +9,8 @@ windows, so ISA-18.2 "chattering" (>= 3 in 60 s) is counted over fixed 1-minute 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping, Sequence
 
 RANGE = "range(start: v.timeRangeStart, stop: v.timeRangeStop)"
 SOURCE = f"from(bucket: v.defaultBucket)\n  |> {RANGE}"
@@ -328,4 +330,43 @@ def notifications_by_result() -> str:
         _filter("notification", 'r._field == "attempts"'),
         '  |> group(columns: ["channel", "result"])',
         "  |> aggregateWindow(every: v.windowPeriod, fn: count, createEmpty: false)",
+    )
+
+
+# -- what Grafana does before running a query ------------------------------------------------
+
+_VAR = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
+
+
+def interpolate(
+    flux: str,
+    *,
+    start: str,
+    stop: str,
+    window: str,
+    bucket: str,
+    variables: Mapping[str, Sequence[str] | None] | None = None,
+) -> str:
+    """Expand the Flux macros and template variables as Grafana's InfluxDB datasource does:
+    `v.timeRangeStart/Stop` (RFC 3339), `v.windowPeriod` (a duration), `v.defaultBucket`,
+    and `${name:regex}` (regex-escaped values joined with `|`; None = All = `.*`)."""
+    variables = variables or {}
+
+    def repl(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(3)
+        if name not in variables:
+            return m.group(0)
+        values = variables[name]
+        if values is None:
+            return ".*"
+        if m.group(2) == "regex" or len(values) > 1:
+            return "(" + "|".join(re.escape(v) for v in values) + ")"
+        return values[0]
+
+    out = _VAR.sub(repl, flux)
+    return (
+        out.replace("v.timeRangeStart", start)
+        .replace("v.timeRangeStop", stop)
+        .replace("v.windowPeriod", window)
+        .replace("v.defaultBucket", flux_string(bucket))
     )

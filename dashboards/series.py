@@ -9,12 +9,13 @@ the line-protocol files, `Row.point()` the dict `influxdb_client` writes.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ingest.model import Registry, RejectReason
 from rules.model import AlarmEvent, Colour, WarningEvent
+from rules.risk import RiskLevel
 
 FieldValue = float | int | str | bool
 
@@ -126,6 +127,12 @@ class RiskSnapshot:
     score: float
     warning: Colour | None = None
     open_warnings: int = 0
+
+    @classmethod
+    def of(cls, risk: RiskLevel, open_colours: Sequence[Colour]) -> RiskSnapshot:
+        """From the risk model's result and the colours of the enterprise's open warnings."""
+        top = max(open_colours, key=lambda c: c.rank, default=None)
+        return cls(risk.enterprise_code, risk.colour, risk.score, top, len(open_colours))
 
 
 def enterprise_locations(registry: Registry) -> dict[str, tuple[float, float]]:
