@@ -71,7 +71,7 @@ class SimulatedDay:
 
 
 def _id(*parts: object) -> str:
-    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
 class _Detector:
@@ -134,7 +134,7 @@ def simulated_day(
     step_s: int = 120,
 ) -> SimulatedDay:
     """The scripted day. `thresholds` has `thresholds_for(point_key)` (a rules RuleSet)."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - a reproducible test day, not security
     start, end = day_bounds(day)
     out = SimulatedDay(registry, start, end)
     ents = sorted(registry.enterprises())
