@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ingest.model import Registry
 from rules.model import Colour
 
 Role = Literal["operator", "technical", "main", "enterprise_duty", "district", "park", "city"]
@@ -216,6 +217,18 @@ class RouteSubject:
     enterprise_code: str
     hazard_code: str
     district: str
+
+
+def subject_for(cfg: RoutingConfig, registry: Registry, enterprise_code: str,
+                hazard_code: str = "") -> RouteSubject:
+    """The routing subject of an enterprise/installation: its district is the routing file's
+    override, else the registry's (the service and `route test` both use this)."""
+    ent = cfg.enterprises.get(enterprise_code)
+    district = ent.district if ent is not None and ent.district else ""
+    if not district:
+        pts = registry.enterprise(enterprise_code)
+        district = pts[0].district if pts else ""
+    return RouteSubject(enterprise_code, hazard_code, district)
 
 
 def colour_at_tier(colour: Colour, tier: int) -> Colour:

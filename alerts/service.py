@@ -28,6 +28,7 @@ from alerts.routing import (
     RoutingConfig,
     platform_recipient,
     role_recipients,
+    subject_for,
 )
 from alerts.store import AlertStore
 from alerts.suppression import (
@@ -96,10 +97,8 @@ class AlertService:
     def _set_registry(self, registry: Registry) -> None:
         self.registry = registry
         self._gateway_of = {p.key: p.gateway_code for p in registry}
-        self._districts: dict[str, str] = {}
         self._names: dict[str, str] = {}
         for p in registry:
-            self._districts.setdefault(p.enterprise_code, p.district)
             self._names.setdefault(p.enterprise_code, p.enterprise_name)
 
     def with_registry(self, registry: Registry, now_ms: int) -> None:
@@ -125,10 +124,7 @@ class AlertService:
         return self._link_for(subject_id)
 
     def _district(self, enterprise_code: str) -> str:
-        ent = self.routing.enterprises.get(enterprise_code)
-        if ent is not None and ent.district:
-            return ent.district
-        return self._districts.get(enterprise_code, "")
+        return subject_for(self.routing, self.registry, enterprise_code).district
 
     def _enterprise_name(self, code: str) -> str:
         ent = self.routing.enterprises.get(code)
