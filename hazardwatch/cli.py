@@ -129,6 +129,7 @@ def services_status(
 COMMAND_MODULES = (
     "hazardwatch.commands.ingest",
     "hazardwatch.commands.rules",
+    "hazardwatch.commands.replay",
     "hazardwatch.commands.alerts",
     "hazardwatch.commands.dashboards",
     "hazardwatch.commands.run",
@@ -156,12 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
-        import click
-
-        if isinstance(exc, click.ClickException):
+        # Usage errors (typer bundles its own click): show them the way click does.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             return 1
         if STATE.debug:
             raise

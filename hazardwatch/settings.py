@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    SettingsError as _SourceError,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -304,6 +305,13 @@ def load_settings(
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(_format_errors(exc, source + " + environment")) from None
+    except _SourceError as exc:
+        # e.g. a dict-valued variable that is not JSON; the value itself is not repeated.
+        raise SettingsError(
+            f"invalid settings ({source} + environment): {exc}\n"
+            "  hint: dict- and list-valued settings in the environment must be JSON, "
+            'e.g. HW_CHANNELS__WECOM__ROBOT_KEYS=\'{"duty": "..."}\''
+        ) from None
     finally:
         os.environ.clear()
         os.environ.update(saved)

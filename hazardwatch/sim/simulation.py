@@ -294,7 +294,7 @@ class _PayloadEncoder:
             self.publish_unit.append(pu)
         self.item_head = [f'{{"tag":"{_json_str(p.tag)}","v":' for p in pts]
         self.item_unit = [
-            f',"unit":"{_json_str(u)}"' if u != p.unit else ""
+            f',"u":"{_json_str(u)}"' if u != p.unit else ""
             for p, u in zip(pts, self.publish_unit, strict=True)
         ]
         self.csv_head = [f"{p.enterprise_code},{p.tag}," for p in pts]

@@ -1,0 +1,170 @@
+"""Run commands: `run` (the embedded process), `worker` (a Faust worker of the distributed
+pipeline), `bridge` (MQTT -> Kafka) and `demo` (the simulator through the embedded pipeline,
+no services needed)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hazardwatch.cli import fail, settings
+
+
+def _configure_logging(s) -> None:  # noqa: ANN001 - Settings, imported lazily
+    from hazardwatch.logs import configure, secret_values
+
+    configure(s.log.level, s.log.format, secret_values(s))
+
+
+def _wait_for_signals(stop: threading.Event, on_hup=None, duration: float | None = None) -> None:  # noqa: ANN001
+    """SIGTERM/SIGINT end the run gracefully; SIGHUP reloads the rules."""
+
+    def ask_stop(signum, frame):  # noqa: ANN001, ARG001
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, ask_stop)
+        signal.signal(signal.SIGINT, ask_stop)
+        if on_hup is not None and hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: on_hup())
+    stop.wait(duration)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run_cmd(
+        duration: Annotated[
+            float | None,
+            typer.Option("--for", help="Stop gracefully after this many seconds (default: run "
+                         "until SIGTERM/SIGINT)."),
+        ] = None,
+        metrics_port: Annotated[
+            int | None, typer.Option(help="Override metrics.port (0 = any free port).")
+        ] = None,
+    ) -> None:
+        """Run the embedded pipeline: MQTT in, rules, alerts, InfluxDB or line-protocol files."""
+        from hazardwatch.runner import RunnerConfig
+        from hazardwatch.wiring import WiringError, build_embedded, mqtt_source
+
+        s = settings()
+        if s.effective_mode == "distributed":
+            raise fail(
+                f"kafka.bootstrap_servers is set ({s.kafka.bootstrap_servers}): that is "
+                "distributed mode",
+                hint="run `hazardwatch bridge` and one or more `hazardwatch worker`, or set "
+                "mode = \"embedded\" to run in one process",
+            )
+        if not s.mqtt.enabled:
+            raise fail(
+                "mqtt.enabled is false: the embedded runner has nothing to read",
+                hint="set HW_MQTT__ENABLED=true with the broker's host/port, or try "
+                "`hazardwatch demo` (the simulator, no services needed)",
+            )
+        _configure_logging(s)
+        try:
+            source = mqtt_source(s)
+            emb = build_embedded(s, source=source, metrics_port=metrics_port,
+                                 runner_config=RunnerConfig())
+        except WiringError as exc:
+            raise fail(str(exc), hint=exc.hint) from None
+        emb.runner.start()
+        typer.echo(
+            f"hazardwatch embedded: {len(emb.pipeline.stages.registry)} points, ruleset "
+            f"{emb.pipeline.stages.ruleset_version}, mqtt {s.mqtt.host}:{s.mqtt.port}"
+            + (f", metrics :{emb.metrics_port}" if emb.metrics_port else ""),
+            err=True,
+        )
+        stop = threading.Event()
+        emb.runner.stopped.wait(0)
+        watcher = threading.Thread(
+            target=lambda: (emb.runner.stopped.wait(), stop.set()), daemon=True
+        )
+        watcher.start()
+        _wait_for_signals(stop, on_hup=lambda: emb.reloader.request("signal"),
+                          duration=duration)
+        emb.runner.stop()
+        if emb.runner.failure is not None:
+            raise fail(f"evaluation stopped: {emb.runner.failure}", code=1)
+
+    @app.command("worker")
+    def worker_cmd(
+        worker_id: Annotated[
+            str, typer.Option("--id", help="Worker name: its own state folder and alert store.")
+        ] = "worker-0",
+        loglevel: Annotated[str, typer.Option(help="Faust log level.")] = "warning",
+    ) -> None:
+        """Start a Faust worker of the distributed pipeline (several share the partitions)."""
+        from hazardwatch.faust_app import create_app
+
+        s = settings()
+        if not s.kafka.bootstrap_servers:
+            raise fail(
+                "kafka.bootstrap_servers is empty: a worker needs Kafka",
+                hint="set HW_KAFKA__BOOTSTRAP_SERVERS=host:port, or run the embedded "
+                "`hazardwatch run`",
+            )
+        _configure_logging(s)
+        try:
+            faust_app = create_app(s, worker_id)
+        except Exception as exc:
+            raise fail(f"cannot build the Faust app: {exc}") from None
+        sys.argv = ["hazardwatch-worker", "worker", "--loglevel", loglevel]
+        faust_app.main()
+
+    @app.command("bridge")
+    def bridge_cmd(
+        duration: Annotated[
+            float | None, typer.Option("--for", help="Stop after this many seconds.")
+        ] = None,
+    ) -> None:
+        """Bridge MQTT to the Kafka readings topic (keyed by enterprise, idempotent producer)."""
+        from hazardwatch.wiring import WiringError, build_bridge
+
+        s = settings()
+        if not s.kafka.bootstrap_servers:
+            raise fail("kafka.bootstrap_servers is empty: the bridge writes to Kafka",
+                       hint="set HW_KAFKA__BOOTSTRAP_SERVERS=host:port")
+        _configure_logging(s)
+        try:
+            bridge = build_bridge(s)
+        except WiringError as exc:
+            raise fail(str(exc), hint=exc.hint) from None
+        stop = threading.Event()
+        bridge.start()
+        try:
+            _wait_for_signals(stop, duration=duration)
+        finally:
+            bridge.stop()
+
+    @app.command("demo")
+    def demo_cmd(
+        minutes: Annotated[
+            float, typer.Option(help="Simulated minutes to run.")
+        ] = 180.0,
+        speed: Annotated[
+            float, typer.Option(help="Simulated seconds per wall second (0 = as fast as possible).")
+        ] = 0.0,
+        seed: Annotated[int, typer.Option(help="Simulator seed (same seed, same city and "
+                                               "incidents).")] = 7,
+        points: Annotated[int, typer.Option(help="Points in the generated city.")] = 300,
+        live: Annotated[bool, typer.Option("--live/--no-live", help="Live terminal view.")] = True,
+        out: Annotated[
+            Path | None,
+            typer.Option(help="Folder for the demo's files (registry, alarms, truth, report); "
+                         "default: a fresh temporary folder."),
+        ] = None,
+    ) -> None:
+        """The whole product on a simulated city, no services needed: simulator -> embedded
+        pipeline -> local receivers, with a live view and a detection report."""
+        from hazardwatch.demo import DemoOptions, run_demo
+
+        opts = DemoOptions(minutes=minutes, speed=speed, seed=seed, points=points, live=live,
+                           out=out)
+        report = run_demo(opts)
+        if not report.all_detected:
+            raise typer.Exit(1)
