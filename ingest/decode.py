@@ -225,10 +225,19 @@ def _type_name(x: object) -> str:
 # ---------------------------------------------------------------------------- canonical
 
 
+def _too_deep() -> Decoded:
+    # msgspec raises RecursionError (not DecodeError) when it skips a deeply nested value.
+    out = Decoded()
+    out.problems.append(DecodeProblem(RejectReason.MALFORMED_JSON, "JSON is nested too deeply"))
+    return out
+
+
 def decode_canonical(payload: bytes) -> Decoded:
     """Decode the canonical single or batch JSON of DESIGN.md."""
     try:
         env = _envelope_decoder.decode(payload)
+    except RecursionError:
+        return _too_deep()
     except msgspec.ValidationError:
         return _canonical_lenient(payload, None)
     except msgspec.DecodeError as exc:
@@ -368,6 +377,8 @@ def decode_event(payload: bytes) -> Decoded:
     out = Decoded()
     try:
         ev = _event_decoder.decode(payload)
+    except RecursionError:
+        return _too_deep()
     except msgspec.ValidationError as exc:
         out.problems.append(_validation_problem(exc, "$", None, b""))
         return out
@@ -400,6 +411,8 @@ def decode_provincial(payload: bytes) -> Decoded:
     out = Decoded()
     try:
         obj = _prov_one.decode(payload)
+    except RecursionError:
+        return _too_deep()
     except msgspec.ValidationError:
         return _provincial_lenient(payload, out)
     except msgspec.DecodeError as exc:
@@ -504,11 +517,29 @@ def get_decoder(name: str) -> Decoder:
         ) from None
 
 
+_JSON_START = frozenset(b'{["-0123456789tfn')
+
+
 def decode_auto(payload: bytes) -> Decoded:
-    """Pick the decoder by a cheap look at the bytes; canonical when nothing else matches."""
+    """Pick the decoder by a cheap look at the bytes; canonical when nothing else matches.
+
+    Bytes that cannot even start a JSON text (a binary or CSV gateway format nobody
+    registered) are `unknown_format`, not `malformed_json`: the fix is a decoder plug-in.
+    """
     for name, sniff in _SNIFFERS:
         if sniff(payload):
             return _DECODERS[name](payload)
+    head = payload[:64].lstrip()
+    if head and head[0] not in _JSON_START:
+        out = Decoded()
+        out.problems.append(
+            DecodeProblem(
+                RejectReason.UNKNOWN_FORMAT,
+                f"payload is not JSON (starts with {head[:16]!r}) and no registered decoder "
+                f"recognises it; known formats: {', '.join(_DECODERS)}",
+            )
+        )
+        return out
     return decode_canonical(payload)
 
 

@@ -107,7 +107,7 @@ def test_decoder_chosen_per_gateway(registry):
 
 
 def test_unknown_format_name_is_a_config_error():
-    with pytest.raises(KeyError, match="unknown payload format 'vendorx'.*canonical"):
+    with pytest.raises(KeyError, match=r"unknown payload format 'vendorx'.*canonical"):
         NormalizeConfig(decoder="vendorx")
 
 
