@@ -92,8 +92,13 @@ class Pipeline:
         sink: TimeseriesSink | None = None,
         on_reject: Callable[[Any], None] | None = None,
         listeners: Iterable[PipelineListener] = (),
+        alerts_tick_ms: int = 0,
     ) -> None:
         self.stages = stages
+        # The alerts stage's timers are minutes long (escalation, reminders); a simulated run
+        # may tick them less often than the engine to save a SQLite transaction per tick.
+        self.alerts_tick_ms = alerts_tick_ms
+        self._last_alerts_tick = -(1 << 62)
         self.store = store
         self.metrics = metrics or Metrics()
         self.sink = sink
@@ -167,8 +172,9 @@ class Pipeline:
                 st.alerts.on_alarm(ev, now_ms)
             for wev in out.warnings:
                 st.alerts.on_warning(wev, now_ms)
-            if tick:
+            if tick and now_ms - self._last_alerts_tick >= self.alerts_tick_ms:
                 st.alerts.tick(now_ms)
+                self._last_alerts_tick = now_ms
         for ev in out.alarms:
             self.metrics.observe_alarm(str(ev.kind), ev.level and str(ev.level), str(ev.state))
         for wev in out.warnings:
@@ -206,6 +212,17 @@ class Pipeline:
         self.stages = stages
         self.metrics.set_ruleset(stages.ruleset_version)
         self._dirty = True
+
+    def reset_alarm(self, alarm_id: str, now_ms: int) -> BatchOutcome:
+        """A latched alarm was disposed while still present: reset it at the engine (it
+        re-asserts as a new firing if the condition is still there)."""
+        out = BatchOutcome()
+        self.engine_state, out.alarms = self.stages.engine.reset(
+            self.engine_state, alarm_id, now_ms
+        )
+        self._after_engine(out, now_ms)
+        self._dirty = True
+        return out
 
     def close_warning(self, warning_id: str, now_ms: int) -> None:
         """A disposition was filed in the alerts stage: the warning model may close it."""

@@ -197,6 +197,7 @@ def build_alerts(
     *,
     routing: Any = None,
     on_warning_closed: Callable[[str, int], None] | None = None,
+    on_alarm_reset: Callable[[str, int], None] | None = None,
 ) -> Any:
     from alerts.service import AlertService
 
@@ -208,6 +209,7 @@ def build_alerts(
         registry,
         public_url=settings.api.public_url,
         on_warning_closed=on_warning_closed,
+        on_alarm_reset=on_alarm_reset,
     )
 
 
@@ -421,20 +423,25 @@ def build_embedded(
     routing = load_routing_config(settings.channels.routing_file)
     holder: dict[str, Any] = {}
 
+    # Both are called from the API thread: engine and warning state belong to the
+    # evaluation thread, so the work is queued to run there between batches.
     def warning_closed(warning_id: str, now_ms: int) -> None:
-        # Called from the API thread: the warning model belongs to the evaluation thread.
         holder["runner"].call_soon(lambda: holder["pipeline"].close_warning(warning_id, now_ms))
 
-    def alerts_for(reg: Any) -> Any:
-        return build_alerts(
-            settings, reg, alert_store, routing=routing, on_warning_closed=warning_closed
-        )
+    def alarm_reset(alarm_id: str, now_ms: int) -> None:
+        holder["runner"].call_soon(lambda: holder["pipeline"].reset_alarm(alarm_id, now_ms))
 
+    alerts = build_alerts(
+        settings,
+        bundle.registry,
+        alert_store,
+        routing=routing,
+        on_warning_closed=warning_closed,
+        on_alarm_reset=alarm_reset,
+    )
     metrics = Metrics("embedded")
     feed = TimeseriesFeed(build_timeseries_writer(settings), bundle.registry, metrics)
-    stages = build_stages(
-        bundle, normalizer_config=normalize_config(settings), alerts=alerts_for(bundle.registry)
-    )
+    stages = build_stages(bundle, normalizer_config=normalize_config(settings), alerts=alerts)
     pipeline = Pipeline(
         stages,
         start_ms=clock(),
@@ -446,12 +453,24 @@ def build_embedded(
     holder["pipeline"] = pipeline
 
     def apply(b: RulesBundle) -> None:
-        new = build_stages(b, previous=pipeline.stages, alerts=alerts_for(b.registry))
-        pipeline.swap(new)
+        now = clock()
+        old = pipeline.stages.ruleset_version
+        if b.registry is not pipeline.stages.registry:
+            alerts.with_registry(b.registry, now)
+        pipeline.swap(build_stages(b, previous=pipeline.stages))
         feed.set_registry(b.registry)
+        # Every alarm names its ruleset; the journal says when and from what it changed.
+        alerts.record_ruleset_change(b.version, now, {"previous": old})
 
     def reloaded(outcome: Any) -> None:
         metrics.reloads.labels(result="ok" if outcome.ok else "refused").inc()
+        if not outcome.ok:
+            alerts.journal.append(
+                "ruleset.refused",
+                "",
+                {"trigger": outcome.trigger, "error": outcome.error, "running": outcome.version},
+                clock(),
+            )
 
     # A generated registry (demo) has no file to re-read; its rule files still reload.
     reloader = Reloader(
