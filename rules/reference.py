@@ -1,0 +1,895 @@
+"""The rule semantics, written for obviousness: one reading at a time, timers from a heap, one
+Python object per point. `ReferenceEngine` runs every reading through it; the vectorised
+`rules.engine.Engine` must give identical output (property tests), and uses this same
+machine only for the few readings its numpy pass cannot prove to be "nothing happens".
+
+Time rules (event time): before a reading at `t`, every timer due at or before `t` fires
+(with its due time as the event time); `now_ms` fires timers due at or before it. Delays are
+> 0 or exactly 0 (immediate), so a timer never fires at the instant it was set.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from ingest.model import Reading, Registry
+from rules._plan import Plan
+from rules.ids import alarm_id
+from rules.loader import RuleSet
+from rules.model import AlarmEvent, AlarmState, Kind, Level
+from rules.state import (
+    NO_TS,
+    POINT_DTYPE,
+    EngineState,
+    new_gateways,
+    new_points,
+    new_votes,
+)
+
+_FIELDS = POINT_DTYPE.names
+_LIST_FIELDS = {"since", "below", "act", "act_start"}
+
+# Timer kinds, in the order they fire when due at the same instant.
+T_GATEWAY, T_OFFLINE, T_ON, T_OFF, T_EVENT, T_INTERLOCK = range(6)
+FIRING, CLEARED = AlarmState.FIRING, AlarmState.CLEARED
+
+
+class PointState:
+    """Mutable working copy of one point's record (see rules.state.POINT_DTYPE)."""
+
+    __slots__ = (*_FIELDS, "dirty")
+
+    @classmethod
+    def from_record(cls, rec: np.void) -> PointState:
+        s = cls.__new__(cls)
+        for name in _FIELDS:
+            v = rec[name]
+            if name in _LIST_FIELDS:
+                setattr(s, name, [int(x) for x in v])
+            elif name in ("last_value", "good_value"):
+                setattr(s, name, float(v))
+            else:
+                setattr(s, name, int(v))
+        s.dirty = False
+        return s
+
+    def to_tuple(self) -> tuple:
+        return tuple(getattr(self, n) for n in _FIELDS)
+
+
+class Machine:
+    """Per-reading evaluation over an EngineState's arrays (copied on entry). Points are
+    materialised lazily, so the vectorised engine can run it on a subset of points."""
+
+    def __init__(self, plan: Plan, state: EngineState, copy: bool = True) -> None:
+        self.plan = plan
+        self.pts_arr = state.points.copy() if copy else state.points
+        self.gws = state.gateways.copy() if copy else state.gateways
+        self.votes = state.votes.copy()
+        self.start_ms = state.start_ms
+        self.now_ms = state.now_ms
+        self.P: dict[int, PointState] = {}
+        self.heap: list[tuple[int, int, int, int]] = []
+        self.events: list[tuple[int, int, AlarmEvent]] = []  # (ts, seq, event)
+        self.version = plan.ruleset.version
+
+    # ------------------------------------------------------------------ plumbing
+    def pt(self, i: int) -> PointState:
+        s = self.P.get(i)
+        if s is None:
+            s = PointState.from_record(self.pts_arr[i])
+            self.P[i] = s
+        return s
+
+    def result(self) -> EngineState:
+        for i, s in self.P.items():
+            self.pts_arr[i] = s.to_tuple()
+        p = self.plan
+        return EngineState(
+            self.pts_arr,
+            self.gws,
+            self.votes,
+            p.keys,
+            p.gw_keys,
+            p.vote_keys,
+            self.start_ms,
+            self.now_ms,
+        )
+
+    def sorted_events(self) -> list[AlarmEvent]:
+        self.events.sort(key=lambda e: (e[0], e[2].enterprise_code, e[2].tag, e[2].rule, e[1]))
+        return [e[2] for e in self.events]
+
+    def push(self, due: int, kind: int, idx: int, slot: int = 0) -> None:
+        heapq.heappush(self.heap, (due, kind, idx, slot))
+
+    def seed_point(self, i: int) -> None:
+        """Push every pending timer of point i (used when a call starts)."""
+        s = self.pt(i)
+        pr = self.plan.rules[i]
+        if pr.offline is not None and s.offline == 0:
+            self.push(s.off_base + pr.offline.timeout_ms, T_OFFLINE, i)
+        for b in range(4):
+            if s.since[b] != NO_TS:
+                self.push(s.since[b] + pr.limit.for_ms, T_ON, i, b)
+            if s.below[b] != NO_TS:
+                self.push(s.below[b] + pr.limit.off_ms, T_OFF, i, b)
+        if s.ev:
+            self.push(s.ev_due, T_EVENT, i)
+        if s.il_due != NO_TS:
+            self.push(s.il_due, T_INTERLOCK, i)
+
+    def seed_gateway(self, g: int) -> None:
+        if not self.gws[g]["alarm"]:
+            self.push(int(self.gws[g]["last"]) + int(self.plan.gw_timeout[g]), T_GATEWAY, g)
+
+    def emit(
+        self,
+        ts: int,
+        i: int,
+        kind: Kind,
+        level: Level | None,
+        state: AlarmState,
+        value: float | None,
+        threshold: float | None,
+        rule_src,
+        aid: str,
+        backfill: bool = False,
+        message: str = "",
+        *,
+        tag: str | None = None,
+        parameter: str | None = None,
+    ) -> None:
+        p = self.plan.rules[i].point
+        if value is not None and math.isnan(value):
+            value = None
+        ev = AlarmEvent(
+            ts_ms=ts,
+            enterprise_code=p.enterprise_code,
+            hazard_code=p.hazard_code,
+            zone=p.zone,
+            tag=tag if tag is not None else p.tag,
+            parameter=parameter if parameter is not None else p.parameter,
+            kind=kind,
+            level=level,
+            state=state,
+            value=value,
+            threshold=threshold,
+            unit=p.unit,
+            rule=rule_src.rule,
+            alarm_id=aid,
+            pack=rule_src.pack,
+            pack_version=rule_src.pack_version,
+            ruleset=self.version,
+            backfill=backfill,
+            message=message,
+        )
+        self.events.append((ts, len(self.events), ev))
+
+    # ------------------------------------------------------------------ timers
+    def advance(self, until: int) -> None:
+        """Fire every timer due at or before `until`, in (due, kind, index, slot) order."""
+        heap = self.heap
+        while heap and heap[0][0] <= until:
+            due, kind, idx, slot = heapq.heappop(heap)
+            if kind == T_GATEWAY:
+                self._gw_timer(due, idx)
+            elif kind == T_OFFLINE:
+                self._offline_timer(due, idx)
+            elif kind == T_ON:
+                self._on_timer(due, idx, slot)
+            elif kind == T_OFF:
+                self._off_timer(due, idx, slot)
+            elif kind == T_EVENT:
+                self._event_timer(due, idx)
+            else:
+                self._interlock_timer(due, idx)
+        if until > self.now_ms:
+            self.now_ms = until
+
+    def _gw_timer(self, due: int, g: int) -> None:
+        rec = self.gws[g]
+        if rec["alarm"]:
+            return
+        current = int(rec["last"]) + int(self.plan.gw_timeout[g])
+        if current > due:
+            self.push(current, T_GATEWAY, g)
+            return
+        if current < due:
+            return
+        rec["alarm"] = 1
+        rec["start"] = due
+        rule = self.plan.gw_rules[g]
+        i0 = self.plan.gw_members[g][0]
+        self.emit(
+            due,
+            i0,
+            Kind.GATEWAY,
+            None,
+            FIRING,
+            None,
+            None,
+            rule.source,
+            alarm_id("gateway", rule.key, "", due),
+            tag=rule.gateway_code,
+            parameter="",
+            message=f"gateway {rule.gateway_code} silent: no data from any of its "
+            f"{len(rule.points)} points",
+        )
+
+    def _offline_timer(self, due: int, i: int) -> None:
+        s = self.pt(i)
+        pr = self.plan.rules[i]
+        if s.offline != 0:
+            return
+        current = s.off_base + pr.offline.timeout_ms
+        if current > due:
+            self.push(current, T_OFFLINE, i)
+            return
+        if current < due:
+            return
+        g = int(self.plan.gw_of[i])
+        if g >= 0 and not int(self.gws[g]["last"]) > due - int(self.plan.gw_window[g]):
+            # Nothing came through the gateway lately either: the gateway alarm covers it.
+            s.offline = 2
+            self.gws[g]["inh"] += 1
+        else:
+            s.offline = 1
+            s.offline_start = due
+            self.emit(
+                due,
+                i,
+                Kind.OFFLINE,
+                None,
+                FIRING,
+                None,
+                None,
+                pr.offline.source,
+                alarm_id("offline", pr.point.key, "", due),
+                message=f"no data for {pr.offline.timeout_ms / 1000:g} s",
+            )
+        self._votes(i, due, False)
+
+    def _on_timer(self, due: int, i: int, b: int) -> None:
+        s = self.pt(i)
+        if s.since[b] == NO_TS or s.since[b] + self.plan.rules[i].limit.for_ms != due:
+            return
+        for bb in range(4):  # every level whose on-delay completes now: one transition
+            if s.since[bb] != NO_TS and s.since[bb] + self.plan.rules[i].limit.for_ms == due:
+                s.since[bb] = NO_TS
+                s.on |= 1 << bb
+        self._levels(i, due, s.good_value, False)
+
+    def _off_timer(self, due: int, i: int, b: int) -> None:
+        s = self.pt(i)
+        if s.below[b] == NO_TS or s.below[b] + self.plan.rules[i].limit.off_ms != due:
+            return
+        for bb in range(4):
+            if s.below[bb] != NO_TS and s.below[bb] + self.plan.rules[i].limit.off_ms == due:
+                s.below[bb] = NO_TS
+                s.on &= ~(1 << bb)
+        self._levels(i, due, s.good_value, False)
+
+    def _event_timer(self, due: int, i: int) -> None:
+        s = self.pt(i)
+        if not s.ev:
+            return
+        if s.ev_due > due:
+            self.push(s.ev_due, T_EVENT, i)
+            return
+        if s.ev_due < due:
+            return
+        s.ev = 0
+        s.ev_due = NO_TS
+        pr = self.plan.rules[i]
+        self.emit(
+            due,
+            i,
+            Kind.EVENT,
+            None,
+            CLEARED,
+            None,
+            None,
+            pr.event.source,
+            alarm_id("event", pr.point.key, "", s.ev_start),
+        )
+
+    def _interlock_timer(self, due: int, i: int) -> None:
+        s = self.pt(i)
+        if s.il_due != due:
+            return
+        s.il_due = NO_TS
+        self._fire_interlock(i, due, False)
+
+    # ------------------------------------------------------------------ readings
+    def reading(
+        self,
+        i: int,
+        ts: int,
+        v: float,
+        q: int,
+        backfill: bool = False,
+        event_type: str | None = None,
+        text: str | None = None,
+    ) -> None:
+        plan = self.plan
+        pr = plan.rules[i]
+        s = self.pt(i)
+        health_changed = False
+        # -- data arrived: offline, gateway
+        if s.offline == 1:
+            self.emit(
+                ts,
+                i,
+                Kind.OFFLINE,
+                None,
+                CLEARED,
+                v,
+                None,
+                pr.offline.source,
+                alarm_id("offline", pr.point.key, "", s.offline_start),
+                backfill,
+            )
+            health_changed = True
+        elif s.offline == 2:
+            g0 = int(plan.gw_of[i])
+            if g0 >= 0:
+                self.gws[g0]["inh"] -= 1
+            health_changed = True
+        was_pending = s.offline != 0
+        s.offline = 0
+        if ts > s.off_base:
+            s.off_base = ts
+        if was_pending and pr.offline is not None:
+            self.push(s.off_base + pr.offline.timeout_ms, T_OFFLINE, i)
+        g = int(plan.gw_of[i])
+        if g >= 0:
+            rec = self.gws[g]
+            if ts > rec["last"]:
+                rec["last"] = ts
+            if rec["alarm"]:
+                rec["alarm"] = 0
+                rule = plan.gw_rules[g]
+                self.emit(
+                    ts,
+                    plan.gw_members[g][0],
+                    Kind.GATEWAY,
+                    None,
+                    CLEARED,
+                    None,
+                    None,
+                    rule.source,
+                    alarm_id("gateway", rule.key, "", int(rec["start"])),
+                    backfill,
+                    tag=rule.gateway_code,
+                    parameter="",
+                )
+                rec["start"] = NO_TS
+                self.seed_gateway(g)
+            if rec["inh"] > 0:
+                # The gateway speaks again: its silent points get a fresh offline timer.
+                for j in plan.gw_members[g]:
+                    sj = self.pt(j)
+                    if sj.offline == 2:
+                        sj.offline = 0
+                        rec["inh"] -= 1
+                        if ts > sj.off_base:
+                            sj.off_base = ts
+                        self.push(sj.off_base + plan.rules[j].offline.timeout_ms, T_OFFLINE, j)
+                        self._votes(j, ts, backfill)
+        if health_changed:
+            self._votes(i, ts, backfill)
+        # -- event messages
+        if pr.event is not None:
+            if event_type is None or (
+                pr.event.types is not None and event_type not in pr.event.types
+            ):
+                return
+            due = ts + pr.event.hold_ms
+            if not s.ev:
+                s.ev = 1
+                s.ev_start = ts
+                s.ev_due = due
+                self.push(due, T_EVENT, i)
+                self.emit(
+                    ts,
+                    i,
+                    Kind.EVENT,
+                    None,
+                    FIRING,
+                    None,
+                    None,
+                    pr.event.source,
+                    alarm_id("event", pr.point.key, "", ts),
+                    backfill,
+                    message=f"{event_type}: {text or ''}".strip(),
+                )
+            elif due > s.ev_due:
+                s.ev_due = due
+            return
+        if plan.is_event[i] or pr.point.parameter == "event":
+            return
+        s.last_value = v
+        s.last_q = q
+        # -- maintenance and faults: not evaluated for process alarms
+        if q == 3:
+            self._cancel_pending(s)
+            return
+        faulty, bound = self._faulty(i, v, q)
+        if faulty:
+            if pr.fault is not None:
+                if not s.fault:
+                    s.fault = 1
+                    s.fault_start = ts
+                    why = (
+                        "device reports a fault"
+                        if q == 2
+                        else (
+                            f"outside the measuring range {pr.fault.range_low:g}.."
+                            f"{pr.fault.range_high:g}"
+                        )
+                    )
+                    self.emit(
+                        ts,
+                        i,
+                        Kind.FAULT,
+                        None,
+                        FIRING,
+                        v,
+                        bound,
+                        pr.fault.source,
+                        alarm_id("fault", pr.point.key, "", ts),
+                        backfill,
+                        message=why,
+                    )
+                    self._votes(i, ts, backfill)
+                if (
+                    pr.fault.over_range_latch
+                    and pr.fault.range_high is not None
+                    and v > pr.fault.range_high
+                ):
+                    # A gas detector above its range: never let "fault" hide a possibly real,
+                    # very high concentration (DOMAIN.md §2) -> highest level, latched.
+                    self._latch_high(i, s, ts, v, backfill)
+            self._cancel_pending(s)
+            return
+        if s.fault:
+            s.fault = 0
+            self.emit(
+                ts,
+                i,
+                Kind.FAULT,
+                None,
+                CLEARED,
+                v,
+                None,
+                pr.fault.source,
+                alarm_id("fault", pr.point.key, "", s.fault_start),
+                backfill,
+            )
+            s.fault_start = NO_TS
+            self._votes(i, ts, backfill)
+        # -- process evaluation of a good reading
+        if pr.limit is not None:
+            self._evaluate_limits(i, s, ts, v)
+            self._levels(i, ts, v, backfill)
+        if pr.rate is not None and s.good_ts != NO_TS and ts > s.good_ts:
+            r = (v - s.good_value) * 60000.0 / (ts - s.good_ts)
+            cond = r > pr.rate.max_rise or -r > pr.rate.max_fall
+            if cond and not s.rate:
+                s.rate = 1
+                s.rate_start = ts
+                lim = pr.rate.max_rise if r > 0 else pr.rate.max_fall
+                self.emit(
+                    ts,
+                    i,
+                    Kind.RATE,
+                    None,
+                    FIRING,
+                    v,
+                    lim,
+                    pr.rate.source,
+                    alarm_id("rate", pr.point.key, "", ts),
+                    backfill,
+                    message=f"{'rising' if r > 0 else 'falling'} {abs(r):.4g} "
+                    f"{pr.point.unit}/min (limit {lim:.4g})",
+                )
+            elif not cond and s.rate:
+                s.rate = 0
+                self.emit(
+                    ts,
+                    i,
+                    Kind.RATE,
+                    None,
+                    CLEARED,
+                    v,
+                    None,
+                    pr.rate.source,
+                    alarm_id("rate", pr.point.key, "", s.rate_start),
+                    backfill,
+                )
+        if pr.stuck is not None:
+            if s.good_ts != NO_TS and abs(v - s.good_value) <= pr.stuck.tolerance:
+                if not s.stuck and ts - s.run_start >= pr.stuck.for_ms:
+                    s.stuck = 1
+                    s.stuck_start = ts
+                    self.emit(
+                        ts,
+                        i,
+                        Kind.STUCK,
+                        None,
+                        FIRING,
+                        v,
+                        None,
+                        pr.stuck.source,
+                        alarm_id("stuck", pr.point.key, "", ts),
+                        backfill,
+                        message=f"unchanged for {(ts - s.run_start) / 1000:g} s",
+                    )
+            else:
+                s.run_start = ts
+                if s.stuck:
+                    s.stuck = 0
+                    self.emit(
+                        ts,
+                        i,
+                        Kind.STUCK,
+                        None,
+                        CLEARED,
+                        v,
+                        None,
+                        pr.stuck.source,
+                        alarm_id("stuck", pr.point.key, "", s.stuck_start),
+                        backfill,
+                    )
+        s.good_ts = ts
+        s.good_value = v
+        if plan.valve_of[i] >= 0:
+            self._interlock(i, ts, backfill)
+        for t in plan.tanks_of_valve.get(i, ()):
+            self._interlock(t, ts, backfill)
+
+    def _faulty(self, i: int, v: float, q: int) -> tuple[bool, float | None]:
+        f = self.plan.rules[i].fault
+        if q == 2:
+            return True, None
+        if f is None:
+            return False, None
+        if f.range_low is not None and v < f.range_low:
+            return True, f.range_low
+        if f.range_high is not None and v > f.range_high:
+            return True, f.range_high
+        return False, None
+
+    @staticmethod
+    def _cancel_pending(s: PointState) -> None:
+        # An unknown process value must not complete an on-delay.
+        s.since = [NO_TS] * 4
+
+    def _latch_high(self, i: int, s: PointState, ts: int, v: float, backfill: bool) -> None:
+        n = self.plan.rules[i].limit
+        if n is None or not n.high:
+            return
+        for b in range(len(n.high)):
+            s.on |= 1 << b
+            s.since[b] = NO_TS
+            s.below[b] = NO_TS
+        s.latched |= 1
+        self._levels(i, ts, v, backfill)
+
+    def _evaluate_limits(self, i: int, s: PointState, ts: int, v: float) -> None:
+        lim = self.plan.rules[i].limit
+        db = lim.deadband
+        strict = lim.strict
+        for side_no, side in ((0, lim.high), (1, lim.low)):
+            latched = s.latched & (1 << side_no)
+            for j, t in enumerate(side):
+                b = side_no * 2 + j
+                thr = t.value
+                if not s.on & (1 << b):
+                    if side_no == 0:
+                        entered = v > thr if strict else v >= thr
+                    else:
+                        entered = v < thr if strict else v <= thr
+                    if entered:
+                        if s.since[b] == NO_TS:
+                            if lim.for_ms == 0:
+                                s.on |= 1 << b
+                            else:
+                                s.since[b] = ts
+                                self.push(ts + lim.for_ms, T_ON, i, b)
+                    else:
+                        s.since[b] = NO_TS
+                else:
+                    if latched:
+                        s.below[b] = NO_TS
+                        continue
+                    if side_no == 0:
+                        held = v > thr - db if strict else v >= thr - db
+                    else:
+                        held = v < thr + db if strict else v <= thr + db
+                    if held:
+                        s.below[b] = NO_TS
+                    elif s.below[b] == NO_TS:
+                        if lim.off_ms == 0:
+                            s.on &= ~(1 << b)
+                        else:
+                            s.below[b] = ts
+                            self.push(ts + lim.off_ms, T_OFF, i, b)
+
+    def _levels(self, i: int, ts: int, v: float, backfill: bool) -> None:
+        """Emit the side's transition if its active level changed."""
+        pr = self.plan.rules[i]
+        lim = pr.limit
+        s = self.pt(i)
+        changed_high = False
+        for side_no, side in ((0, lim.high), (1, lim.low)):
+            new = 0
+            for j in range(len(side)):
+                if s.on & (1 << (side_no * 2 + j)):
+                    new = j + 1
+            old = s.act[side_no]
+            if new == old:
+                continue
+            s.act[side_no] = new
+            changed_high |= side_no == 0
+            tag = "hi" if side_no == 0 else "lo"
+            if old == 0:
+                s.act_start[side_no] = ts
+                if lim.latch:
+                    s.latched |= 1 << side_no
+            aid = alarm_id(str(lim.kind), pr.point.key, tag, s.act_start[side_no])
+            if new == 0:
+                t = side[old - 1]
+                self.emit(
+                    ts, i, lim.kind, t.level, CLEARED, v, t.value, _src(lim, t), aid, backfill
+                )
+                s.act_start[side_no] = NO_TS
+            else:
+                t = side[new - 1]
+                self.emit(ts, i, lim.kind, t.level, FIRING, v, t.value, _src(lim, t), aid, backfill)
+        if changed_high:
+            self._votes(i, ts, backfill)
+            if self.plan.valve_of[i] >= 0:
+                self._interlock(i, ts, backfill)
+
+    # ------------------------------------------------------------------ interlock, votes
+    def _interlock(self, i: int, ts: int, backfill: bool) -> None:
+        pr = self.plan.rules[i]
+        s = self.pt(i)
+        lim = pr.limit
+        at_hh = s.act[0] > 0 and lim.high[s.act[0] - 1].level == Level.HH
+        valve = self.pt(self.plan.valve_of[i])
+        closed = valve.good_ts != NO_TS and valve.good_value <= pr.interlock.closed_max
+        if at_hh and not closed:
+            if not s.il and s.il_due == NO_TS:
+                if pr.interlock.within_ms == 0:
+                    self._fire_interlock(i, ts, backfill)
+                else:
+                    s.il_due = ts + pr.interlock.within_ms
+                    self.push(s.il_due, T_INTERLOCK, i)
+        else:
+            s.il_due = NO_TS
+            if s.il:
+                s.il = 0
+                self.emit(
+                    ts,
+                    i,
+                    Kind.INTERLOCK,
+                    None,
+                    CLEARED,
+                    s.good_value,
+                    None,
+                    pr.interlock.source,
+                    alarm_id("interlock", pr.point.key, "", s.il_start),
+                    backfill,
+                )
+
+    def _fire_interlock(self, i: int, ts: int, backfill: bool) -> None:
+        pr = self.plan.rules[i]
+        s = self.pt(i)
+        s.il = 1
+        s.il_start = ts
+        vtag = self.plan.rules[self.plan.valve_of[i]].point.tag
+        self.emit(
+            ts,
+            i,
+            Kind.INTERLOCK,
+            None,
+            FIRING,
+            s.good_value,
+            None,
+            pr.interlock.source,
+            alarm_id("interlock", pr.point.key, "", ts),
+            backfill,
+            message=f"at HH and inlet valve {vtag} not closed within "
+            f"{pr.interlock.within_ms / 1000:g} s",
+        )
+
+    def _votes(self, i: int, ts: int, backfill: bool) -> None:
+        for vi in self.plan.votes_of[i]:
+            self._vote(vi, ts, backfill)
+
+    def _vote(self, vi: int, ts: int, backfill: bool) -> None:
+        plan = self.plan
+        group = plan.votes[vi]
+        heads = plan.vote_heads[vi]
+        levels = []
+        unhealthy = 0
+        for h in heads:
+            sh = self.pt(h)
+            if sh.fault or sh.offline:
+                unhealthy += 1
+            else:
+                levels.append(sh.act[0])
+        levels.sort(reverse=True)
+        k_eff = max(1, group.k - unhealthy)
+        rec = self.votes[vi]
+        if levels:
+            lvl = levels[k_eff - 1] if len(levels) >= k_eff else 0
+        else:
+            lvl = int(rec["lvl"])  # no healthy head left: hold the last confirmed state
+        i0 = heads[0]
+        deg = 1 if unhealthy else 0
+        if deg != rec["deg"]:
+            rec["deg"] = deg
+            if deg:
+                rec["deg_start"] = ts
+            self.emit(
+                ts,
+                i0,
+                Kind.VOTE_DEGRADED,
+                None,
+                FIRING if deg else CLEARED,
+                None,
+                None,
+                group.source,
+                alarm_id("vote_degraded", group.key, "", int(rec["deg_start"])),
+                backfill,
+                tag=group.zone,
+                parameter=group.parameter,
+                message=f"{unhealthy} of {len(heads)} heads faulted or offline: "
+                f"{group.k}oo{len(heads)} now needs {k_eff} healthy head(s)",
+            )
+            if not deg:
+                rec["deg_start"] = NO_TS
+        old = int(rec["lvl"])
+        if lvl == old:
+            return
+        rec["lvl"] = lvl
+        if old == 0:
+            rec["start"] = ts
+        aid = alarm_id("vote", group.key, "", int(rec["start"]))
+        high = plan.rules[i0].limit.high
+        t = high[(lvl or old) - 1]
+        self.emit(
+            ts,
+            i0,
+            Kind.VOTE,
+            t.level,
+            FIRING if lvl else CLEARED,
+            None,
+            None,
+            group.source,
+            aid,
+            backfill,
+            tag=group.zone,
+            parameter=group.parameter,
+            message=f"{group.k}oo{len(heads)}: {len(levels)} healthy head(s)",
+        )
+        if not lvl:
+            rec["start"] = NO_TS
+
+    # ------------------------------------------------------------------ manual reset
+    def reset(self, aid: str, now_ms: int) -> None:
+        for i in range(len(self.plan.keys)):
+            pr = self.plan.rules[i]
+            lim = pr.limit
+            if lim is None:
+                continue
+            rec = self.pts_arr[i] if i not in self.P else None
+            latched = int(rec["latched"]) if rec is not None else self.P[i].latched
+            if not latched:
+                continue
+            s = self.pt(i)
+            for side_no in (0, 1):
+                if not s.latched & (1 << side_no) or not s.act[side_no]:
+                    continue
+                tag = "hi" if side_no == 0 else "lo"
+                if alarm_id(str(lim.kind), pr.point.key, tag, s.act_start[side_no]) != aid:
+                    continue
+                s.latched &= ~(1 << side_no)
+                for j in range(2):
+                    b = side_no * 2 + j
+                    s.on &= ~(1 << b)
+                    s.since[b] = NO_TS
+                    s.below[b] = NO_TS
+                self._levels(i, now_ms, s.last_value, False)
+                # Still present after the reset: it re-asserts as a new alarm.
+                v, q = s.last_value, s.last_q
+                if q in (0, 1, 2) and not math.isnan(v):
+                    f = pr.fault
+                    if (
+                        side_no == 0
+                        and f is not None
+                        and f.over_range_latch
+                        and f.range_high is not None
+                        and v > f.range_high
+                    ):
+                        self._latch_high(i, s, now_ms, v, False)
+                    elif q in (0, 1) and not self._faulty(i, v, q)[0]:
+                        self._evaluate_limits(i, s, now_ms, v)
+                        self._levels(i, now_ms, v, False)
+                return
+
+
+def _src(lim, t):
+    """Alarm provenance of a limit transition: the evaluating rule, the threshold's pack."""
+    from rules.loader import Source
+
+    return Source(lim.source.rule, t.pack, t.pack_version)
+
+
+def initial_state(plan: Plan, start_ms: int) -> EngineState:
+    return EngineState(
+        new_points(len(plan.keys), start_ms),
+        new_gateways(len(plan.gw_keys), start_ms),
+        new_votes(len(plan.vote_keys)),
+        plan.keys,
+        plan.gw_keys,
+        plan.vote_keys,
+        start_ms,
+        start_ms,
+    )
+
+
+class ReferenceEngine:
+    """Same constructor and `process`/`tick`/`reset` API as `rules.engine.Engine`; every
+    reading goes through `Machine` one at a time."""
+
+    def __init__(self, ruleset: RuleSet, registry: Registry) -> None:
+        self.ruleset = ruleset
+        self.registry = registry
+        self.plan = Plan(ruleset, registry)
+
+    def initial_state(self, start_ms: int) -> EngineState:
+        return initial_state(self.plan, start_ms)
+
+    def _machine(self, state: EngineState) -> Machine:
+        m = Machine(self.plan, state)
+        for i in range(len(self.plan.keys)):
+            m.seed_point(i)
+        for g in range(len(self.plan.gw_keys)):
+            m.seed_gateway(g)
+        return m
+
+    def process(
+        self, state: EngineState, readings: Sequence[Reading], now_ms: int
+    ) -> tuple[EngineState, list[AlarmEvent]]:
+        m = self._machine(state)
+        index = self.plan.index
+        rows = [(r.ts_ms, n, r) for n, r in enumerate(readings)]
+        rows.sort(key=lambda x: (x[0], x[1]))
+        for ts, _n, r in rows:
+            i = index.get(f"{r.enterprise_code}/{r.tag}")
+            if i is None:
+                continue  # ingest dead-lettered unknown points already
+            m.advance(ts)
+            m.reading(i, ts, r.value, r.quality, r.backfill, r.event_type, r.text)
+        m.advance(now_ms)
+        return m.result(), m.sorted_events()
+
+    def tick(self, state: EngineState, now_ms: int) -> tuple[EngineState, list[AlarmEvent]]:
+        return self.process(state, (), now_ms)
+
+    def reset(
+        self, state: EngineState, aid: str, now_ms: int
+    ) -> tuple[EngineState, list[AlarmEvent]]:
+        m = self._machine(state)
+        m.advance(now_ms)
+        m.reset(aid, now_ms)
+        return m.result(), m.sorted_events()
