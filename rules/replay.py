@@ -28,7 +28,7 @@ from rules.model import AlarmEvent, WarningEvent
 REQUIRED_COLUMNS = ("ts", "enterprise_code", "tag", "value")
 OPTIONAL_COLUMNS = ("unit", "quality", "event_type", "text")
 MAX_BAD_ROWS = 10_000  # a wholly wrong file should not fill memory with messages
-DEFAULT_TICK_S = 1.0
+DEFAULT_BATCH = 65_536  # readings per engine call: big enough to amortise numpy overhead
 
 
 class ReplayInputError(ValueError):
@@ -450,26 +450,31 @@ def run_replay(
     *,
     start_ms: int | None = None,
     end_ms: int | None = None,
-    tick_s: float = DEFAULT_TICK_S,
+    batch_size: int = DEFAULT_BATCH,
     warning_model: Any | None = None,
     kpi_config: kpi.KpiConfig | None = None,
     engine: Any | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
     """Run the engine over `readings` (event-time order) from `start_ms` (default: the first
-    reading) to `end_ms` (default: the last), in slices of `tick_s` of event time: each slice
-    goes through the vectorised `process_columns`, and the engine's timers (offline, on-delay,
-    interlock deadlines) advance to the slice end, exactly as the live runner's ticker does.
-    Slices holding event messages (which carry text, not numbers) use `process`."""
-    from rules.engine import Engine
+    reading; offline timers start there) to `end_ms` (default: the last reading).
 
-    eng = engine if engine is not None else Engine(ruleset, registry)
+    Readings go in batches through the vectorised `process_columns` (batches holding event
+    messages, which carry text, use `process`), each with `now` = its last reading's time;
+    a final `tick` at `end_ms` fires the timers due by then (offline, on-delays, interlock
+    deadlines). The engine fires every timer at its due instant, so the batching changes no
+    event, and the output equals the live runner's.
+    """
+    if engine is None:
+        from rules.engine import Engine
+
+        engine = Engine(ruleset, registry)
+    eng = engine
     if not readings and (start_ms is None or end_ms is None):
         empty = kpi.compute([], start_ms=start_ms or 0, end_ms=end_ms or 0, config=kpi_config)
         return ReplayResult([], [], empty, 0, start_ms or 0, end_ms or 0)
     t0 = readings[0].ts_ms if start_ms is None else start_ms
     t1 = readings[-1].ts_ms if end_ms is None else end_ms
-    step = max(1, int(tick_s * 1000))
     state = eng.initial_state(t0)
     wm = warning_model
     wstate = wm.initial_state() if wm is not None else None
@@ -477,36 +482,28 @@ def run_replay(
     warnings: list[WarningEvent] = []
 
     rs = [r for r in readings if t0 <= r.ts_ms <= t1]
-    ts_all = np.fromiter((r.ts_ms for r in rs), dtype=np.int64, count=len(rs))
-    is_event = np.fromiter((r.event_type is not None for r in rs), dtype=bool, count=len(rs))
-    pi, ts, val, q = _columns(eng, rs)
-    # Slice ends: every `step` of event time from t0, and t1 itself.
-    ends = np.arange(t0 + step - 1, t1, step, dtype=np.int64)
-    ends = np.append(ends, t1)
-    cut = np.searchsorted(ts_all, ends, side="right")
-    lo = 0
-    done = 0
-    for end, hi in zip(ends.tolist(), cut.tolist(), strict=True):
-        if hi > lo:
-            if is_event[lo:hi].any():
-                state, evs = eng.process(state, rs[lo:hi], end)
-            else:
-                state, evs = eng.process_columns(
-                    state, pi[lo:hi], ts[lo:hi], val[lo:hi], q[lo:hi], end
-                )
+    columnar = hasattr(eng, "process_columns")
+    if columnar:
+        pi, ts, val, q = _columns(eng, rs)
+    step = max(1, batch_size)
+    for lo in range(0, len(rs), step):
+        hi = min(lo + step, len(rs))
+        now = rs[hi - 1].ts_ms
+        chunk = rs[lo:hi]
+        if not columnar or any(r.event_type is not None for r in chunk):
+            state, evs = eng.process(state, chunk, now)
         else:
-            state, evs = eng.tick(state, end)
-        if evs:
-            alarms.extend(evs)
-        if wm is not None and (evs or end == t1):
-            wstate, wevs = wm.on_alarms(wstate, evs, end)
+            state, evs = eng.process_columns(state, pi[lo:hi], ts[lo:hi], val[lo:hi], q[lo:hi], now)
+        alarms.extend(evs)
+        if wm is not None and evs:
+            wstate, wevs = wm.on_alarms(wstate, evs, now)
             warnings.extend(wevs)
-        if progress is not None and hi > done:
-            progress(hi - done)
-            done = hi
-        lo = hi
+        if progress is not None:
+            progress(hi - lo)
+    state, evs = eng.tick(state, t1)
+    alarms.extend(evs)
     if wm is not None:
-        wstate, wevs = wm.tick(wstate, t1)
+        wstate, wevs = wm.on_alarms(wstate, evs, t1)
         warnings.extend(wevs)
     summary = kpi.compute(alarms, start_ms=t0, end_ms=t1, config=kpi_config)
     return ReplayResult(alarms, warnings, summary, len(rs), t0, t1)
