@@ -157,12 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
-        import click
-
-        if isinstance(exc, click.ClickException):
+        # Usage errors (typer bundles its own click): show them the way click does.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             return 1
         if STATE.debug:
             raise
