@@ -1,0 +1,482 @@
+"""Time-series writers (I/O): `InfluxWriter` sends line protocol to InfluxDB through
+influxdb-client, and `LineProtocolFileWriter` writes the same lines to rotating files when no
+InfluxDB is configured. Both take `write_lines(lines)`, `flush()`, `close()`, `stats()`.
+
+InfluxDB being down must never delay alarms (DESIGN.md, Reliability), so `write_lines` only
+appends to a bounded in-memory buffer; a background thread batches and sends. While InfluxDB
+is down or pushing back (HTTP 429/503) batches go to spill files on disk, which are replayed in
+order once it answers again, also after a restart. When the spill folder is full, new lines are
+dropped and counted (`dropped`), never silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class LineWriter(Protocol):
+    def write_lines(self, lines: Iterable[str]) -> None: ...
+    def flush(self, timeout_s: float = ...) -> bool: ...
+    def close(self) -> None: ...
+    def stats(self) -> dict[str, int | str | bool]: ...
+
+
+# ------------------------------------------------------------------------ errors
+
+
+class InfluxError(Exception):
+    """Exception tree of this adapter (third-party errors are translated into these):
+
+    InfluxError
+    ├── InfluxUnavailable      connection refused/timeout, 5xx: retry later, spill meanwhile
+    │   └── InfluxBackpressure 429/503: InfluxDB asks us to slow down (`retry_after_s`)
+    └── InfluxRejected         4xx other than 429: the data itself is bad; retrying won't help
+    """
+
+
+class InfluxUnavailable(InfluxError):
+    pass
+
+
+class InfluxBackpressure(InfluxUnavailable):
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class InfluxRejected(InfluxError):
+    def __init__(self, message: str, dropped: int | None = None) -> None:
+        super().__init__(message)
+        self.dropped = dropped
+
+
+_DROPPED_RE = re.compile(r"dropped=(\d+)")
+
+
+def _translate(exc: Exception) -> InfluxError:
+    """influxdb-client / urllib3 exception -> our tree, without echoing credentials."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and status > 0:
+        headers = getattr(exc, "headers", None) or {}
+        body = str(getattr(exc, "body", "") or "")
+        reason = (headers.get("X-Influxdb-Error") or body or str(getattr(exc, "reason", "")))[:300]
+        if status in (429, 503):
+            ra = headers.get("Retry-After")
+            try:
+                retry_after = float(ra) if ra is not None else None
+            except ValueError:
+                retry_after = None
+            return InfluxBackpressure(f"InfluxDB asks to back off (HTTP {status})", retry_after)
+        if 400 <= status < 500:
+            m = _DROPPED_RE.search(reason)
+            return InfluxRejected(
+                f"InfluxDB rejected the batch (HTTP {status}): {reason}",
+                int(m.group(1)) if m else None,
+            )
+        return InfluxUnavailable(f"InfluxDB error (HTTP {status})")
+    # Connection refused, DNS, timeouts: the message of urllib3 names host and port only.
+    return InfluxUnavailable(f"InfluxDB unreachable: {type(exc).__name__}: {str(exc)[-160:]}")
+
+
+# ------------------------------------------------------------------------ spill files
+
+
+class _Spill:
+    """Batches on disk, replayed oldest first. Each file holds one batch of lines; a file is
+    written under a temporary name and renamed, so a crash never leaves half a batch."""
+
+    def __init__(self, folder: Path, max_bytes: int) -> None:
+        self.folder = folder
+        self.max_bytes = max_bytes
+        folder.mkdir(parents=True, exist_ok=True)
+        for tmp in folder.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)  # half-written when a crash hit; never counted as spilled
+        self._files: deque[Path] = deque(sorted(folder.glob("spill-*.lp")))
+        self.bytes = sum(f.stat().st_size for f in self._files)
+        last = self._files[-1].stem.split("-")[1] if self._files else "0"
+        self._seq = int(last) + 1 if last.isdigit() else 1
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def put(self, lines: list[str]) -> bool:
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        if self.bytes + len(data) > self.max_bytes:
+            return False
+        path = self.folder / f"spill-{self._seq:012d}.lp"
+        self._seq += 1
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.rename(path)
+        self._files.append(path)
+        self.bytes += len(data)
+        return True
+
+    def peek(self) -> tuple[Path, list[str]] | None:
+        while self._files:
+            path = self._files[0]
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                self._files.popleft()
+                continue
+            return path, [ln for ln in text.split("\n") if ln]
+        return None
+
+    def pop(self, path: Path) -> None:
+        if self._files and self._files[0] == path:
+            self._files.popleft()
+        try:
+            size = path.stat().st_size
+            path.unlink()
+            self.bytes -= size
+        except FileNotFoundError:
+            pass
+
+
+# ------------------------------------------------------------------------ InfluxDB
+
+
+@dataclass(frozen=True, slots=True)
+class InfluxConfig:
+    url: str
+    token: str  # InfluxDB 1.8 compatibility API: "user:password"
+    org: str = "-"
+    bucket: str = "hazardwatch/autogen"
+    batch_size: int = 5000
+    flush_interval_ms: int = 1000
+    spill_dir: Path = Path("var/influx-spill")
+    spill_max_bytes: int = 1 << 30
+    max_buffer_lines: int = 200_000  # in memory; beyond this, lines go straight to spill
+    timeout_ms: int = 5000
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    def __repr__(self) -> str:  # the token is a secret
+        return (
+            f"InfluxConfig(url={self.url!r}, org={self.org!r}, bucket={self.bucket!r}, token=***)"
+        )
+
+
+def _default_sender(cfg: InfluxConfig) -> tuple[Callable[[list[str]], None], Callable[[], None]]:
+    from influxdb_client import InfluxDBClient, WritePrecision
+    from influxdb_client.client.write_api import SYNCHRONOUS
+
+    client = InfluxDBClient(url=cfg.url, token=cfg.token, org=cfg.org, timeout=cfg.timeout_ms)
+    api = client.write_api(write_options=SYNCHRONOUS)
+
+    def send(lines: list[str]) -> None:
+        try:
+            api.write(
+                bucket=cfg.bucket,
+                org=cfg.org,
+                record="\n".join(lines),
+                write_precision=WritePrecision.MS,
+            )
+        except Exception as exc:  # translated into our tree right here
+            raise _translate(exc) from None
+
+    return send, client.close
+
+
+class InfluxWriter:
+    """Batched, non-blocking InfluxDB writer with disk spill and replay (see module doc).
+
+    `sender` can be injected (tests); by default it is influxdb-client's synchronous write API
+    at millisecond precision.
+    """
+
+    def __init__(
+        self,
+        config: InfluxConfig,
+        sender: Callable[[list[str]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        if sender is None:
+            self._send, self._close_client = _default_sender(config)
+        else:
+            self._send, self._close_client = sender, lambda: None
+        self._clock = clock
+        self._buf: deque[str] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Condition(self._lock)
+        self._spill = _Spill(config.spill_dir, config.spill_max_bytes)
+        self._counts = {
+            "written": 0,
+            "failed": 0,
+            "spilled": 0,
+            "dropped": 0,
+            "replayed": 0,
+            "retries": 0,
+            "backpressure": 0,
+        }
+        self._down_until = 0.0
+        self._backoff = config.backoff_initial_s
+        self._last_error = ""
+        self._sending = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------- caller side
+
+    def write_lines(self, lines: Iterable[str]) -> None:
+        """Queue lines; returns at once. Over the memory bound, the oldest lines are spilled."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("InfluxWriter is closed")
+            self._buf.extend(lines)
+            over = len(self._buf) - self.config.max_buffer_lines
+            if over > 0:
+                batch = [self._buf.popleft() for _ in range(over)]
+                self._spill_locked(batch)
+            n = len(self._buf)
+        if n >= self.config.batch_size:
+            self._wake.set()
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until memory and spill are written (True) or the timeout passes (False)."""
+        deadline = time.monotonic() + timeout_s
+        self._wake.set()
+        with self._lock:
+            while self._buf or len(self._spill) or self._sending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._wake.set()
+                self._idle.wait(min(left, 0.05))
+        return True
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Try to write what is buffered for up to `timeout_s`; spill the rest to disk (it is
+        replayed by the next writer on the same spill folder), then stop."""
+        self.flush(timeout_s)
+        with self._lock:
+            self._closed = True
+            if self._buf:
+                self._spill_locked(list(self._buf))
+                self._buf.clear()
+        self._wake.set()
+        self._thread.join(timeout=timeout_s + self.config.timeout_ms / 1000)
+        self._close_client()
+
+    def stats(self) -> dict[str, int | str | bool]:
+        with self._lock:
+            return {
+                **self._counts,
+                "buffered": len(self._buf),
+                "spill_files": len(self._spill),
+                "spill_bytes": self._spill.bytes,
+                "down": self._clock() < self._down_until,
+                "last_error": self._last_error,
+            }
+
+    # ---------------------------------------------------------------- background
+
+    def _spill_locked(self, batch: list[str]) -> None:
+        if self._spill.put(batch):
+            self._counts["spilled"] += len(batch)
+        else:
+            self._counts["dropped"] += len(batch)
+            log.error(
+                "influx spill folder %s is full (%d bytes): dropped %d lines",
+                self._spill.folder,
+                self._spill.bytes,
+                len(batch),
+            )
+
+    def _run(self) -> None:
+        interval = self.config.flush_interval_ms / 1000
+        while True:
+            self._wake.wait(interval)
+            self._wake.clear()
+            with self._lock:
+                if self._closed and not self._buf:
+                    self._idle.notify_all()
+                    return
+            try:
+                self._drain()
+            except Exception:  # the writer thread must never die
+                log.exception("influx writer loop failed; continuing")
+            with self._lock:
+                self._idle.notify_all()
+
+    def _wait_for_backoff(self) -> bool:
+        return self._clock() < self._down_until
+
+    def _drain(self) -> None:
+        """Send spill files first (order), then memory, until empty or InfluxDB fails."""
+        while not self._wait_for_backoff():
+            with self._lock:
+                item = self._spill.peek()
+                if item is None:
+                    n = min(len(self._buf), self.config.batch_size)
+                    if n == 0:
+                        return
+                    batch = [self._buf.popleft() for _ in range(n)]
+                self._sending = True
+            try:
+                if item is not None:
+                    path, lines = item
+                    if self._try_send(lines):
+                        with self._lock:
+                            self._spill.pop(path)
+                            self._counts["replayed"] += len(lines)
+                    else:
+                        return
+                elif not self._try_send(batch):
+                    with self._lock:
+                        self._spill_locked(batch)
+                    return
+            finally:
+                with self._lock:
+                    self._sending = False
+                    self._idle.notify_all()
+
+    def _try_send(self, lines: list[str]) -> bool:
+        """True when the lines are done with (written, or rejected as bad data)."""
+        size = self.config.batch_size
+        for i in range(0, len(lines), size):
+            chunk = lines[i : i + size]
+            try:
+                self._send(chunk)
+            except InfluxRejected as exc:
+                with self._lock:
+                    self._counts["failed"] += exc.dropped if exc.dropped is not None else len(chunk)
+                    self._counts["written"] += len(chunk) - (exc.dropped or len(chunk))
+                    self._last_error = str(exc)
+                log.error("%s", exc)
+                continue
+            except InfluxUnavailable as exc:
+                # Chunks already written are sent again on the retry: harmless, InfluxDB keeps
+                # one point per series and timestamp.
+                self._mark_down(exc)
+                return False
+            with self._lock:
+                self._counts["written"] += len(chunk)
+                self._backoff = self.config.backoff_initial_s
+                self._last_error = ""
+        return True
+
+    def _mark_down(self, exc: InfluxUnavailable) -> None:
+        with self._lock:
+            self._counts["retries"] += 1
+            delay = self._backoff
+            if isinstance(exc, InfluxBackpressure):
+                self._counts["backpressure"] += 1
+                if exc.retry_after_s:
+                    delay = max(delay, exc.retry_after_s)
+            self._down_until = self._clock() + delay
+            self._backoff = min(self._backoff * 2, self.config.backoff_max_s)
+            first = not self._last_error
+            self._last_error = str(exc)
+        if first:
+            log.warning(
+                "%s; spilling to %s and retrying in %.1f s", exc, self.config.spill_dir, delay
+            )
+
+
+# ------------------------------------------------------------------------ files
+
+
+class LineProtocolFileWriter:
+    """Line protocol to rotating files under `<data_dir>/lineprotocol/` for when no InfluxDB is
+    configured. Load them later with `influx write --precision ms --file <file>` (2.x) or
+    `curl -XPOST '<url>/write?db=hazardwatch&precision=ms' --data-binary @<file>` (1.x)."""
+
+    HEADER = "# hazardwatch line protocol, timestamps in milliseconds (precision=ms)\n"
+
+    def __init__(
+        self, data_dir: Path, max_file_bytes: int = 64 << 20, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.folder = Path(data_dir) / "lineprotocol"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.max_file_bytes = max_file_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._f = None
+        self.path: Path | None = None
+        self._size = 0
+        self._counts = {"written": 0, "files": 0, "bytes": 0}
+        self._closed = False
+
+    def _open(self) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
+        n = 0
+        while True:
+            path = self.folder / f"hw-{stamp}-{n:03d}.lp"
+            if not path.exists():
+                break
+            n += 1
+        self._f = open(path, "a", encoding="utf-8")  # kept open across writes
+        self._f.write(self.HEADER)
+        self._size = len(self.HEADER)
+        self._counts["files"] += 1
+        self.path = path
+
+    def write_lines(self, lines: Iterable[str]) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("LineProtocolFileWriter is closed")
+            for line in lines:
+                if self._f is None or self._size >= self.max_file_bytes:
+                    if self._f is not None:
+                        self._f.close()
+                    self._open()
+                data = line + "\n"
+                self._f.write(data)  # type: ignore[union-attr]
+                n = len(data.encode("utf-8")) if not data.isascii() else len(data)
+                self._size += n
+                self._counts["bytes"] += n
+                self._counts["written"] += 1
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        with self._lock:
+            if self._f is not None:
+                self._f.flush()
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._f is not None:
+                self._f.close()
+                self._f = None
+
+    def stats(self) -> dict[str, int | str | bool]:
+        with self._lock:
+            return dict(self._counts)
+
+
+def open_line_writer(
+    url: str, token: str, org: str, bucket: str, data_dir: Path, **kwargs: object
+) -> LineWriter:
+    """`InfluxWriter` when a URL is configured, else `LineProtocolFileWriter` under data_dir."""
+    if url:
+        return InfluxWriter(
+            InfluxConfig(
+                url=url,
+                token=token,
+                org=org,
+                bucket=bucket,
+                spill_dir=Path(data_dir) / "influx-spill",
+                **kwargs,
+            )
+        )  # type: ignore[arg-type]
+    return LineProtocolFileWriter(Path(data_dir))
