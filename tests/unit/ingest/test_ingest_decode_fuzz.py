@@ -56,8 +56,11 @@ near_provincial = st.fixed_dictionaries(
 )
 
 
+NORM = Normalizer(REG)
+
+
 def _check(payload: bytes) -> None:
-    n = Normalizer(REG)
+    n = NORM
     t = time.perf_counter()
     for d in DECODERS:
         out = d(payload)
