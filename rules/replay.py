@@ -459,8 +459,8 @@ def run_replay(
     """Run the engine over `readings` (event-time order) from `start_ms` (default: the first
     reading; offline timers start there) to `end_ms` (default: the last reading).
 
-    Readings go in batches through the vectorised `process_columns` (batches holding event
-    messages, which carry text, use `process`), each with `now` = its last reading's time;
+    Readings go in batches through the vectorised `process_columns`, each with `now` = its
+    last reading's time;
     a final `tick` at `end_ms` fires the timers due by then (offline, on-delays, interlock
     deadlines). The engine fires every timer at its due instant, so the batching changes no
     event, and the output equals the live runner's.
@@ -485,15 +485,34 @@ def run_replay(
     columnar = hasattr(eng, "process_columns")
     if columnar:
         pi, ts, val, q = _columns(eng, rs)
+        event_rows = [k for k, r in enumerate(rs) if r.event_type is not None]
+        backfill = np.fromiter((r.backfill for r in rs), dtype=bool, count=len(rs))
+        any_backfill = bool(backfill.any())
     step = max(1, batch_size)
+    ev_pos = 0
     for lo in range(0, len(rs), step):
         hi = min(lo + step, len(rs))
         now = rs[hi - 1].ts_ms
-        chunk = rs[lo:hi]
-        if not columnar or any(r.event_type is not None for r in chunk):
-            state, evs = eng.process(state, chunk, now)
+        if not columnar:
+            state, evs = eng.process(state, rs[lo:hi], now)
         else:
-            state, evs = eng.process_columns(state, pi[lo:hi], ts[lo:hi], val[lo:hi], q[lo:hi], now)
+            events = None
+            # Event messages carry a type and text besides the (NaN) value.
+            while ev_pos < len(event_rows) and event_rows[ev_pos] < hi:
+                k = event_rows[ev_pos]
+                events = events or {}
+                events[k - lo] = (rs[k].event_type, rs[k].text)
+                ev_pos += 1
+            state, evs = eng.process_columns(
+                state,
+                pi[lo:hi],
+                ts[lo:hi],
+                val[lo:hi],
+                q[lo:hi],
+                now,
+                backfill=backfill[lo:hi] if any_backfill else None,
+                events=events,
+            )
         alarms.extend(evs)
         if wm is not None and evs:
             wstate, wevs = wm.on_alarms(wstate, evs, now)

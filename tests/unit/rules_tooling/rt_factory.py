@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ingest.model import Industry, Point, Registry
 from rules.model import AlarmEvent, AlarmState, Kind, Level
 
+REPO = Path(__file__).resolve().parents[3]
 T0 = 1_800_000_000_000  # a fixed instant (2027-01-15T08:00:00Z); tests never read the clock
 S = 1000
 MIN = 60 * S
