@@ -64,8 +64,12 @@ class Verdict(msgspec.Struct, frozen=True):
         return cls(ok=True, status=status)
 
     @classmethod
-    def retry(cls, reason: str, status: int | None = None, retry_after_s: float | None = None) -> Verdict:
-        return cls(ok=False, retryable=True, reason=reason, status=status, retry_after_s=retry_after_s)
+    def retry(
+        cls, reason: str, status: int | None = None, retry_after_s: float | None = None
+    ) -> Verdict:
+        return cls(
+            ok=False, retryable=True, reason=reason, status=status, retry_after_s=retry_after_s
+        )
 
     @classmethod
     def give_up(cls, reason: str, status: int | None = None) -> Verdict:

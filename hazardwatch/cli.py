@@ -25,8 +25,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
-services_app = typer.Typer(help="Check the external services hazardwatch is configured to use.",
-                           no_args_is_help=True)
+services_app = typer.Typer(
+    help="Check the external services hazardwatch is configured to use.", no_args_is_help=True
+)
 app.add_typer(config_app, name="config")
 app.add_typer(services_app, name="services")
 
@@ -40,7 +41,9 @@ STATE = _State()
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Settings TOML file (default: $HW_CONFIG or ./hazardwatch.toml)."),
+    typer.Option(
+        "--config", "-c", help="Settings TOML file (default: $HW_CONFIG or ./hazardwatch.toml)."
+    ),
 ]
 
 
@@ -79,7 +82,9 @@ def version() -> None:
 
 @config_app.command("show")
 def config_show(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML-like text.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of TOML-like text.")
+    ] = False,
 ) -> None:
     """Print the effective settings, with every secret masked."""
     from hazardwatch.settings import masked_dump
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
+    except Exception as exc:
         # Usage errors (typer bundles its own click): show them the way click does.
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()

@@ -34,7 +34,7 @@ def probe_mqtt(s: Settings, timeout: float) -> ProbeResult:
     done = threading.Event()
     outcome: dict[str, str] = {}
 
-    def on_connect(client, userdata, flags, reason_code, properties):  # noqa: ANN001
+    def on_connect(client, userdata, flags, reason_code, properties):
         outcome["rc"] = str(reason_code)
         outcome["ok"] = "1" if not reason_code.is_failure else ""
         done.set()
@@ -60,7 +60,9 @@ def probe_mqtt(s: Settings, timeout: float) -> ProbeResult:
         if not done.wait(timeout):
             return ProbeResult("mqtt", addr, "down", f"no CONNACK within {timeout:g}s")
         if not outcome.get("ok"):
-            return ProbeResult("mqtt", addr, "down", f"broker refused the connection: {outcome['rc']}")
+            return ProbeResult(
+                "mqtt", addr, "down", f"broker refused the connection: {outcome['rc']}"
+            )
         return ProbeResult("mqtt", addr, "up", f"MQTT {s.mqtt.protocol} connected")
     finally:
         c.disconnect()
@@ -79,9 +81,13 @@ def probe_kafka(s: Settings, timeout: float) -> ProbeResult:
         try:
             await asyncio.wait_for(admin.start(), timeout)
             meta = await asyncio.wait_for(admin.describe_cluster(), timeout)
-            return ProbeResult("kafka", addr, "up", f"cluster {meta.get('cluster_id')}, "
-                               f"{len(meta.get('brokers', []))} broker(s)")
-        except Exception as exc:  # noqa: BLE001 - any failure means "down", with its reason
+            return ProbeResult(
+                "kafka",
+                addr,
+                "up",
+                f"cluster {meta.get('cluster_id')}, {len(meta.get('brokers', []))} broker(s)",
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure means down, with its reason
             return ProbeResult("kafka", addr, "down", f"{type(exc).__name__}: {exc}".strip(": "))
         finally:
             await admin.close()
@@ -102,7 +108,7 @@ def probe_influx(s: Settings, timeout: float) -> ProbeResult:
                 return ProbeResult("influxdb", addr, "down", "no answer to /ping")
             q = f'from(bucket: "{s.influx.bucket}") |> range(start: -1m) |> limit(n: 1)'
             c.query_api().query(q, org=s.influx.org)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any failure means down, with its reason
             return ProbeResult("influxdb", addr, "down", _influx_reason(exc))
         return ProbeResult("influxdb", addr, "up", f"bucket {s.influx.bucket} readable via Flux")
 

@@ -207,7 +207,7 @@ def ms_to_datetime(ms: int) -> datetime:
 def datetime_to_ms(dt: datetime) -> int:
     if dt.tzinfo is None:
         raise ValueError("naive datetime: hazardwatch times must carry a UTC offset")
-    return int(round(dt.timestamp() * 1000))
+    return round(dt.timestamp() * 1000)
 
 
 def iso_ms(ms: int) -> str:

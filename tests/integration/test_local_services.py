@@ -146,7 +146,9 @@ def test_mosquitto_persists_queued_messages_across_a_restart(instance_dir: Path)
         assert _services(env, "down", "mosquitto").returncode == 0
         assert _services(env, "up", "mosquitto").returncode == 0
         got: list[bytes] = []
-        back = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="persist-sub", protocol=mqtt.MQTTv5)
+        back = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="persist-sub", protocol=mqtt.MQTTv5
+        )
         back.username_pw_set("hazardwatch", "hw-local-dev")
         back.on_message = lambda c, u, m: got.append(m.payload)
         props = Properties(PacketTypes.CONNECT)

@@ -10,8 +10,12 @@ from hazardwatch.settings import load_settings
 
 
 def test_secret_values_found_in_nested_settings(clean_env):
-    s = load_settings(environ={"HW_INFLUX__TOKEN": "hw:pa55word-xyz",
-                               "HW_CHANNELS__WECOM__ROBOT_KEYS": '{"a": "robotkey-123"}'})
+    s = load_settings(
+        environ={
+            "HW_INFLUX__TOKEN": "hw:pa55word-xyz",
+            "HW_CHANNELS__WECOM__ROBOT_KEYS": '{"a": "robotkey-123"}',
+        }
+    )
     found = secret_values(s)
     assert {"hw:pa55word-xyz", "pa55word-xyz", "robotkey-123"} <= found
 

@@ -28,7 +28,9 @@ def test_defaults_are_embedded_mode(clean_env):
 
 def test_toml_then_env_precedence(tmp_path: Path, clean_env):
     cfg = tmp_path / "hw.toml"
-    cfg.write_text('[mqtt]\nhost = "broker.example"\nport = 8883\n[kafka]\nbootstrap_servers = "k:9092"\n')
+    cfg.write_text(
+        '[mqtt]\nhost = "broker.example"\nport = 8883\n[kafka]\nbootstrap_servers = "k:9092"\n'
+    )
     s = load_settings(cfg, environ={"HW_MQTT__PORT": "1884"})
     assert s.mqtt.host == "broker.example"
     assert s.mqtt.port == 1884  # environment wins over the file
@@ -37,7 +39,7 @@ def test_toml_then_env_precedence(tmp_path: Path, clean_env):
 
 def test_every_problem_reported_at_once(tmp_path: Path, clean_env):
     cfg = tmp_path / "hw.toml"
-    cfg.write_text('[mqtt]\nport = 70000\nqos = 2\nbogus = 1\n[influx]\nbatch_size = 0\n')
+    cfg.write_text("[mqtt]\nport = 70000\nqos = 2\nbogus = 1\n[influx]\nbatch_size = 0\n")
     with pytest.raises(SettingsError) as ei:
         load_settings(cfg, environ={})
     msg = str(ei.value)
@@ -54,7 +56,7 @@ def test_unknown_env_section_is_an_error(clean_env):
 def test_bad_toml_names_the_file(tmp_path: Path, clean_env):
     cfg = tmp_path / "broken.toml"
     cfg.write_text("[mqtt\nhost = 1\n")
-    with pytest.raises(SettingsError, match="broken.toml: not valid TOML"):
+    with pytest.raises(SettingsError, match=r"broken\.toml: not valid TOML"):
         load_settings(cfg, environ={})
 
 
