@@ -1,0 +1,149 @@
+"""Sidecar rule-test files: the promtool series notation, and bad sidecar files reported
+with the file, the key path and what was expected (never a traceback)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from rules.ruletest import SidecarError, discover, expand_series, load_sidecar, run_sidecar
+
+from .rt_factory import REPO
+
+DATA = REPO / "tests/data/replay"
+
+
+@pytest.mark.parametrize(
+    ("series", "values"),
+    [
+        ("1 2 3", [1, 2, 3]),
+        ("5x3", [5, 5, 5, 5]),  # promtool: axN is N+1 values
+        ("1+2x3", [1, 3, 5, 7]),
+        ("10-2.5x2", [10, 7.5, 5]),
+        ("0 _ 1 _x1 2", [0, None, 1, None, None, 2]),
+        ("-1.5e1 .5", [-15, 0.5]),
+        ("", []),
+    ],
+)
+def test_series_notation(series, values):
+    assert expand_series(series) == values
+
+
+@pytest.mark.parametrize(
+    ("series", "message"),
+    [
+        ("1 two", "series term 'two': expected a number"),
+        ("1+2", "a step needs a count, like 1+2x3"),
+        ("_+1x2", "a gap '_' cannot have a step"),
+        ("5x", "series term '5x'"),
+    ],
+)
+def test_bad_series(series, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        expand_series(series)
+
+
+def _sidecar(tmp_path, body: str):
+    d = tmp_path / "rules"
+    d.mkdir(exist_ok=True)
+    f = d / "t.rules_test.yaml"
+    f.write_text(f"registry: {DATA / 'registry.csv'}\n" + body)
+    return f
+
+
+@pytest.mark.parametrize(
+    ("body", "messages"),
+    [
+        ("tests: []\n", ["tests: List should have at least 1 item"]),
+        ("tests:\n  - name: x\n    inptu: []\n", ["tests.0.inptu: Extra inputs are not permitted"]),
+        (
+            "tests:\n  - name: x\n    interval: soon\n",
+            ["tests.0.interval: expected a duration like 10s"],
+        ),
+        (
+            "tests:\n  - name: x\n    start: '2026-01-01T00:00:00'\n",
+            ["tests.0.start: ISO time '2026-01-01T00:00:00' has no UTC offset"],
+        ),
+        (
+            "tests:\n  - name: x\n    expect: [{at: 1s, tag: A, kind: limt}]\n",
+            ["tests.0.expect.0.kind: Input should be 'limit'"],
+        ),
+        (
+            "tests:\n  - name: x\n    expect: [{at: 1s, tag: A, kind: limit, level: L3}]\n",
+            ["tests.0.expect.0.level:"],
+        ),
+        (
+            "colour: red\ntests:\n  - {name: x, input: [{tag: A, quality: 9, values: '1'}]}\n",
+            [
+                "colour: Extra inputs are not permitted",
+                "tests.0.input.0.quality: Input should be less than or equal to 3",
+            ],
+        ),
+    ],
+)
+def test_bad_sidecar_files_name_the_key_path(tmp_path, body, messages):
+    f = _sidecar(tmp_path, body)
+    with pytest.raises(SidecarError) as ei:
+        load_sidecar(f)
+    assert len(ei.value.problems) == len(messages)
+    assert all(p.startswith(f"{f}: ") for p in ei.value.problems)
+    for m in messages:
+        assert any(m in p for p in ei.value.problems), m
+
+
+def test_not_yaml_and_not_a_mapping(tmp_path):
+    f = tmp_path / "x.rules_test.yaml"
+    f.write_text("tests: [\n")
+    with pytest.raises(SidecarError, match=r"x.rules_test.yaml:2: not valid YAML"):
+        load_sidecar(f)
+    f.write_text("- 1\n")
+    with pytest.raises(SidecarError, match="expected a mapping with `tests:`, got list"):
+        load_sidecar(f)
+
+
+@pytest.mark.parametrize(
+    ("inp", "message"),
+    [
+        ("{tag: NOPE, values: '1'}", "point RPL01/NOPE is not in the registry"),
+        ("{point: RPL01, values: '1'}", "point: expected <enterprise>/<tag>, got 'RPL01'"),
+        ("{tag: AT-CH4-1}", "expected exactly one of `values` or `events`"),
+        ("{values: '1'}", "expected `tag` or `point`"),
+        ("{tag: AT-CH4-1, values: '1 x'}", "values: series term 'x'"),
+        ("{tag: AT-CH4-1, unit: kPa, values: '1'}", "unit: unit 'kPa' does not fit"),
+    ],
+)
+def test_bad_inputs_fail_the_case_with_where_and_what(tmp_path, inp, message):
+    f = _sidecar(tmp_path, f"tests:\n  - name: case one\n    input: [{inp}]\n    expect: []\n")
+    res = run_sidecar(f)
+    (case,) = res.cases
+    assert not case.passed
+    assert case.failures[0].startswith("t.rules_test.yaml: tests[0] (case one).input[0]")
+    assert message in case.failures[0]
+
+
+def test_rules_that_do_not_load_make_the_file_fail(tmp_path):
+    f = _sidecar(tmp_path, "tests:\n  - {name: x, expect: []}\n")
+    (f.parent / "bad.rules.yaml").write_text("rules: [{name: a, kind: nope}]\n")
+    res = run_sidecar(f)
+    assert not res.passed and res.errors[0].endswith("the rules under test do not load:")
+    assert "bad.rules.yaml" in res.errors[1]
+
+
+def test_expect_empty_means_no_alarm_of_any_kind(tmp_path):
+    # a point that never reports goes offline: `expect: []` catches that
+    f = _sidecar(
+        tmp_path,
+        "tests:\n  - name: quiet\n    input: [{tag: AT-CH4-1, "
+        "values: '1 1 1 1 1 1'}]\n    expect: []\n",
+    )
+    (case,) = run_sidecar(f).cases
+    assert not case.passed
+    assert any("unexpected:" in x and "AT-NH3-1 offline firing" in x for x in case.failures)
+
+
+def test_discover_finds_sidecars_recursively_and_rejects_missing_paths(tmp_path):
+    found = discover([DATA])
+    assert [p.name for p in found] == ["wrong.rules_test.yaml", "site.rules_test.yaml"]
+    with pytest.raises(FileNotFoundError, match="no such file or directory"):
+        discover([tmp_path / "missing"])
