@@ -92,9 +92,11 @@ class _Entry(BaseModel):
     enterprises: list[str] = Field(default_factory=list)
     districts: list[str] = Field(default_factory=list)
 
-    @field_validator("sha256")
+    @field_validator("sha256", mode="before")
     @classmethod
-    def _hex(cls, v: str) -> str:
+    def _hex(cls, v: object) -> str:
+        if not isinstance(v, str):
+            raise ValueError("must be a quoted string (YAML read the hash as a number)")
         v = v.strip().lower()
         if len(v) != 64 or any(c not in "0123456789abcdef" for c in v):
             raise ValueError("must be the 64-hex-digit SHA-256 of the token (not the token)")
