@@ -187,7 +187,7 @@ def _default_sender(cfg: InfluxConfig) -> tuple[Callable[[list[str]], None], Cal
                 record="\n".join(lines),
                 write_precision=WritePrecision.MS,
             )
-        except Exception as exc:  # translated into our tree right here
+        except Exception as exc:  # noqa: BLE001 - translated into our tree right here
             raise _translate(exc) from None
 
     return send, client.close
