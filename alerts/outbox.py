@@ -202,11 +202,30 @@ class Outbox:
                     report.rate_limited += len(items)
                     continue
                 if len(items) > cap:
-                    keep, fold = items[: cap - 1], items[cap - 1:]
+                    # Earlier digests go first and are never folded again (a digest of
+                    # digests would hide the alarms they list); the rest share what is left
+                    # of the window, the last slot being one new digest.
+                    digests = [x for x in items if x[0].notification.event_type
+                               is EventType.DIGEST]
+                    others = [x for x in items if x not in digests]
+                    for row, _ in digests[:cap]:
+                        self._send(row, ch, now_ms, report)
+                    cap -= min(cap, len(digests))
+                    if cap == 0 or not others:
+                        report.rate_limited += len(others)
+                        progressed = True
+                        continue
+                    if len(others) > cap:
+                        keep, fold = others[: cap - 1], others[cap - 1:]
+                    else:
+                        keep, fold = others, []
                     for row, _ in keep:
                         self._send(row, ch, now_ms, report)
-                    digest_row = self._merge([r for r, _ in fold], now_ms, report)
-                    self._send(digest_row, ch, now_ms, report)
+                    if len(fold) == 1:
+                        self._send(fold[0][0], ch, now_ms, report)
+                    elif fold:
+                        digest_row = self._merge([r for r, _ in fold], now_ms, report)
+                        self._send(digest_row, ch, now_ms, report)
                     progressed = True
                     continue
             for row, _ in items:
@@ -263,7 +282,7 @@ class Outbox:
         report.attempted += 1
         try:
             verdict = ch.send(n)
-        except Exception as exc:  # a channel must not stop the outbox
+        except Exception as exc:  # noqa: BLE001 - a channel must not stop the outbox
             # Only the type: a message could carry a URL with a key in it.
             verdict = Verdict.retry(f"channel raised {type(exc).__name__}")
         attempt_no = row.attempts + 1

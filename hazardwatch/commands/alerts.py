@@ -46,6 +46,15 @@ def _routing(path: Path):  # -> RoutingConfig (imported lazily)
         raise fail(str(exc), hint="see examples/routing.yaml for every key") from None
 
 
+def _registry(path: Path):  # -> Registry (imported lazily)
+    from ingest.registry import RegistryError, load_registry
+
+    try:
+        return load_registry(path)
+    except RegistryError as exc:  # names the file and every bad line
+        raise fail(str(exc)) from None
+
+
 def _parse_time(value: str | None, option: str) -> int | None:
     if value is None:
         return None
@@ -75,9 +84,7 @@ def route_check(
     typer.echo(f"{routing}: ok ({len(cfg.enterprises)} enterprises, "
                f"{len(cfg.districts)} district/park offices)")
     if registry is not None:
-        from ingest.registry import load_registry
-
-        reg = load_registry(registry)
+        reg = _registry(registry)
         missing = [e for e in reg.enterprises() if e not in cfg.enterprises]
         for e in missing:
             typer.echo(f"warning: enterprise {e} is in the registry but has no routing entry")
@@ -101,14 +108,10 @@ def route_test(
 ) -> None:
     """Show who would be told of an alarm or warning, through the service's own routing."""
     from alerts.routing import ROLE_ZH, colour_at_tier, missing_roles, route, subject_for
-    from ingest.registry import load_registry
     from rules.model import Colour
 
     cfg = _routing(routing)
-    try:
-        reg = load_registry(registry)
-    except Exception as exc:  # the registry loader names the bad line
-        raise fail(f"{registry}: {exc}") from None
+    reg = _registry(registry)
     if not reg.enterprise(enterprise) and enterprise not in cfg.enterprises:
         raise fail(f"unknown enterprise {enterprise!r}: not in {registry} nor in {routing}")
     zh = {"蓝": "blue", "黄": "yellow", "橙": "orange", "红": "red"}

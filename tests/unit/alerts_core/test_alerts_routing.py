@@ -82,7 +82,7 @@ def test_every_problem_in_a_bad_routing_file_is_reported_at_once(tmp_path):
 
 
 def test_cross_references_are_checked():
-    with pytest.raises(RoutingError, match="enterprises.E1.park: no office 'NOWHERE'"):
+    with pytest.raises(RoutingError, match=r"enterprises\.E1\.park: no office 'NOWHERE'"):
         parse_routing({"enterprises": {"E1": {"park": "NOWHERE"}}})
 
 
