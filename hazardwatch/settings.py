@@ -233,11 +233,29 @@ class Settings(BaseSettings):
 _NON_SETTING_ENV = {"HW_CONFIG", "HW_LOCAL_DIR", "HW_JAVA", "HW_INFLUXDB_VERSION"}
 
 
+def _is_secret_field(path: list[str]) -> bool:
+    """True if `path` (lower-case keys) names a SecretStr setting."""
+    model: Any = Settings
+    for i, key in enumerate(path):
+        fields = getattr(model, "model_fields", {})
+        if key not in fields:
+            return False
+        ann = fields[key].annotation
+        if i == len(path) - 1:
+            return "SecretStr" in str(ann)
+        model = ann
+    return False
+
+
 def _secret_files_from_env(environ: dict[str, str]) -> dict[str, str]:
-    """`HW_X__Y_FILE=/path` -> `HW_X__Y=<contents>`, refusing files others can read."""
+    """`HW_X__Y_FILE=/path` -> `HW_X__Y=<contents>` for secret settings, refusing files
+    others can read. (`routing_file` and friends are ordinary settings, not secret files.)"""
     out: dict[str, str] = {}
     for name, path in environ.items():
         if not (name.startswith(ENV_PREFIX) and name.endswith("_FILE")):
+            continue
+        target = name[: -len("_FILE")]
+        if not _is_secret_field(target[len(ENV_PREFIX) :].lower().split("__")):
             continue
         p = Path(path)
         try:
@@ -249,7 +267,8 @@ def _secret_files_from_env(environ: dict[str, str]) -> dict[str, str]:
                 f"{name}: secret file {path} is readable by group or others "
                 f"(mode {stat.filemode(mode)}); expected chmod 600"
             )
-        out[name[: -len("_FILE")]] = p.read_text(encoding="utf-8").strip()
+        out[target] = p.read_text(encoding="utf-8").strip()
+        out[name] = ""  # consumed
     return out
 
 
@@ -281,8 +300,9 @@ def load_settings(
         path = Path(env["HW_CONFIG"])
     if path is None and Path(DEFAULT_CONFIG_NAME).is_file():
         path = Path(DEFAULT_CONFIG_NAME)
-    env.update(_secret_files_from_env(env))
-    env = {k: v for k, v in env.items() if not k.endswith("_FILE")}
+    secret_files = _secret_files_from_env(env)
+    env.update(secret_files)
+    env = {k: v for k, v in env.items() if not (k in secret_files and secret_files[k] == "")}
     unknown_top = sorted(
         k
         for k in env

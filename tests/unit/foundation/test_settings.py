@@ -96,3 +96,8 @@ def test_env_is_restored_after_loading(clean_env):
     before = dict(os.environ)
     load_settings(environ={"HW_MQTT__PORT": "1999"})
     assert dict(os.environ) == before
+
+
+def test_a_file_setting_is_not_taken_for_a_secret_file(clean_env):
+    s = load_settings(environ={"HW_CHANNELS__ROUTING_FILE": "/etc/hazardwatch/routing.yaml"})
+    assert str(s.channels.routing_file) == "/etc/hazardwatch/routing.yaml"
