@@ -46,7 +46,7 @@ DEFAULT_DURATION_MS: dict[IncidentKind, int] = {
     IncidentKind.OVERFILL: 0,  # set by the fill rate and the interlock
     IncidentKind.OVERFILL_NO_INTERLOCK: 0,
     IncidentKind.DETECTOR_FAULT: 10 * MIN_MS,
-    IncidentKind.FROZEN: 90 * MIN_MS,
+    IncidentKind.FROZEN: 150 * MIN_MS,  # the shipped frozen-value rule waits 2 h
     IncidentKind.GATEWAY_OUTAGE: 15 * MIN_MS,
     IncidentKind.CHATTER: 10 * MIN_MS,
     IncidentKind.OVER_QUOTA: 10 * MIN_MS,
@@ -114,15 +114,25 @@ def candidates(model: SignalModel, kind: IncidentKind) -> list[tuple[str, str, t
                 v = reg.get(p.enterprise_code, valve)
                 if v is not None:
                     out.append((p.enterprise_code, p.gateway_code, (p, v)))
-    elif kind in (IncidentKind.DETECTOR_FAULT, IncidentKind.FROZEN):
+    elif kind is IncidentKind.DETECTOR_FAULT:
         out = [(p.enterprise_code, p.gateway_code, (p,)) for p in reg if p.is_gas]
+    elif kind is IncidentKind.FROZEN:
+        # Process transmitters: gas heads legitimately read a flat zero in clean air, so the
+        # frozen-value check (and this incident) is about level, temperature and pressure.
+        out = [
+            (p.enterprise_code, p.gateway_code, (p,))
+            for p in reg
+            if p.parameter in ("level", "temperature", "pressure")
+        ]
     elif kind is IncidentKind.GATEWAY_OUTAGE:
         out = [(ent, gw, pts) for (ent, gw), pts in reg.gateways().items()]
     elif kind is IncidentKind.CHATTER:
         out = [
             (p.enterprise_code, p.gateway_code, (p,))
             for p in reg
-            if p.parameter in ("temperature", "humidity", "pressure") and p.h is not None
+            if p.parameter in ("temperature", "pressure")
+            and p.h is not None
+            and p.industry == "hazchem"
         ]
     elif kind is IncidentKind.OVER_QUOTA:
         out = [
@@ -139,13 +149,10 @@ def candidates(model: SignalModel, kind: IncidentKind) -> list[tuple[str, str, t
 
 
 def _backfill_target(pts: Sequence[Point]) -> Point | None:
-    """The point of a gateway whose excursion the back-filled data carries (a level with
-    H and HH if there is one, else any temperature/humidity/pressure with H)."""
+    """The point of a gateway whose excursion the back-filled data carries: a tank level
+    with its own H and HH (so the excursion sits clearly between the two)."""
     for p in pts:
         if p.parameter == "level" and p.h is not None and p.hh is not None:
-            return p
-    for p in pts:
-        if p.parameter in ("temperature", "humidity", "pressure") and p.h is not None:
             return p
     return None
 
@@ -317,6 +324,7 @@ def _make(
             end_ms=int(start_ms + dur),
             tags=tuple(p.tag for p in pts),
             expect=(Expect("gateway"),),
+            params={"zones": sorted({p.zone for p in pts if p.zone})},
             description=f"gateway {gw} silent for {dur / MIN_MS:g} min ({len(pts)} points)",
         )
     if kind is IncidentKind.CHATTER:
@@ -362,6 +370,7 @@ def _make(
             zone=target.zone,
             expect=(Expect("limit", "H"),),
             params={
+                "zones": sorted({p.zone for p in pts if p.zone}),
                 "target_tag": target.tag,
                 "excursion_value": round(float(value), 3),
                 "excursion_from_s": dur / 1000 * 0.25,
@@ -412,8 +421,7 @@ def apply(incident: Incident, model: SignalModel, chunk: Chunk) -> None:
         vsel = active & (chunk.point == vi)
         xv = (t[vsel] - incident.start_ms) / 1000.0
         closed = (xv >= p["valve_closed_s"]) & (xv < stop + hold)
-        # A closed valve reads about 0 % open, with the same position noise as when open.
-        chunk.value[np.nonzero(vsel)[0][closed]] -= model.baseline[vi]
+        chunk.value[np.nonzero(vsel)[0][closed]] = 0.0  # limit switch: fully closed
     elif kind is IncidentKind.DETECTOR_FAULT:
         sel = active & (chunk.point == model.index(ent, incident.tags[0]))
         if p["mode"] == "quality":

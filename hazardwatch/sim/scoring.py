@@ -145,7 +145,12 @@ def explains(incident: Incident, alarm: AlarmEvent, grace_ms: int = DEFAULT_GRAC
         return True
     if alarm.tag and alarm.tag in (incident.zone, incident.gateway):
         return True
-    return alarm.kind in _GROUP_KINDS and bool(incident.zone) and alarm.zone == incident.zone
+    if alarm.kind not in _GROUP_KINDS:
+        return False
+    # A silent or holding gateway degrades the vote of every zone behind it.
+    return alarm.zone in ((incident.zone,) if incident.zone else ()) or alarm.zone in (
+        incident.params.get("zones") or ()
+    )
 
 
 def score(

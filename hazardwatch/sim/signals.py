@@ -224,6 +224,22 @@ class SignalModel:
                     ts_format=ts_format,
                 )
             )
+        # Per-point timing, flattened so a chunk is generated for all points at once: point
+        # i reports at gateway uploads k = offset_i + j * every_i, j = 0, 1, ...
+        self._cycle = np.zeros(n, np.int64)
+        self._every = np.ones(n, np.int64)
+        self._offset = np.zeros(n, np.int64)
+        self._phase = np.zeros(n, np.int64)
+        self._jitter_sd = np.zeros(n)
+        for g in self.gateways:
+            m = g.members
+            self._cycle[m] = g.cycle_ms
+            self._every[m] = g.every
+            self._offset[m] = g.offset
+            self._phase[m] = g.phase_ms
+            self._jitter_sd[m] = g.jitter_sd_ms
+        self._period = self._cycle * self._every
+        self._first = self.start_ms + self._phase + self._offset * self._cycle
 
     # -- lookups -------------------------------------------------------------------------
     def index(self, enterprise_code: str, tag: str) -> int:
@@ -288,30 +304,21 @@ class SignalModel:
         c0 = self.start_ms + c * self.chunk_ms
         c1 = c0 + self.chunk_ms
         rng = np.random.default_rng([self.seed, int(c) + 1])
-        ts_parts: list[np.ndarray] = []
-        pt_parts: list[np.ndarray] = []
-        for g in self.gateways:
-            first = self.start_ms + g.phase_ms
-            k_lo = -((first - c0) // g.cycle_ms)  # ceil((c0 - first) / cycle)
-            k_hi = -((first - c1) // g.cycle_ms)
-            ks = np.arange(max(k_lo, 0), max(k_hi, 0), dtype=np.int64)
-            jitter = rng.normal(0.0, g.jitter_sd_ms, len(ks)) if g.jitter_sd_ms else 0.0
-            if len(ks) == 0:
-                continue
-            jitter = np.clip(jitter, -3 * g.jitter_sd_ms, 3 * g.jitter_sd_ms)
-            cyc_ts = np.clip(np.round(first + ks * g.cycle_ms + jitter), c0, c1 - 1).astype(
-                np.int64
-            )
-            due = (ks[None, :] - g.offset[:, None]) % g.every[:, None] == 0
-            mi, ki = np.nonzero(due)
-            ts_parts.append(cyc_ts[ki])
-            pt_parts.append(g.members[mi])
-        if ts_parts:
-            ts = np.concatenate(ts_parts)
-            pt = np.concatenate(pt_parts).astype(np.int32)
-        else:
-            ts = np.zeros(0, np.int64)
-            pt = np.zeros(0, np.int32)
+        # Nominal report times of point i: first_i + j * period_i, for j in [j_lo, j_hi).
+        j_lo = np.maximum(0, -((self._first - c0) // self._period))
+        j_hi = np.maximum(0, -((self._first - c1) // self._period))
+        counts = j_hi - j_lo
+        total = int(counts.sum())
+        pt = np.repeat(np.arange(len(self.points), dtype=np.int32), counts)
+        starts = np.cumsum(counts) - counts
+        j = j_lo[pt] + (np.arange(total, dtype=np.int64) - starts[pt])
+        k = self._offset[pt] + j * self._every[pt]  # the gateway upload this reading is in
+        # Jitter belongs to the upload (all its readings share one ts): a hash of (gateway,
+        # upload) keeps it identical for every point of the upload, whatever the chunking.
+        u1, u2 = _uniform2(self.gateway_of[pt].astype(np.uint64), k.astype(np.uint64), self.seed)
+        z = np.clip(np.sqrt(-2.0 * np.log(u1)) * np.cos(2 * np.pi * u2), -3.0, 3.0)
+        nominal = self.start_ms + self._phase[pt] + k * self._cycle[pt]
+        ts = np.clip(np.round(nominal + z * self._jitter_sd[pt]), c0, c1 - 1).astype(np.int64)
         value = self.base(pt, ts) + self.noise[pt] * rng.standard_normal(len(ts))
         n = len(ts)
         return Chunk(
@@ -335,6 +342,17 @@ class SignalModel:
         v[calm] = np.clip(v[calm], self.lo[pt[calm]], self.hi[pt[calm]])
         finite = np.isfinite(v)
         v[finite] = self.quantise(pt[finite], v[finite])
+
+
+def _uniform2(a: np.ndarray, b: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent uniforms in (0, 1] from hashing (a, b, seed); vectorised."""
+    with np.errstate(over="ignore"):
+        h1 = _mix(a * np.uint64(0x9E3779B97F4A7C15) ^ _mix(b ^ np.uint64(seed)))
+        h2 = _mix(h1 ^ np.uint64(0xD1B54A32D192ED03))
+    scale = 1.0 / float(1 << 53)
+    return ((h1 >> np.uint64(11)).astype(np.float64) + 1.0) * scale, (h2 >> np.uint64(11)).astype(
+        np.float64
+    ) * scale
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

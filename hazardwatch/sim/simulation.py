@@ -17,7 +17,7 @@ without `speed` the caller sets the pace. Everything is deterministic from the s
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import NamedTuple
@@ -256,9 +256,18 @@ class Simulation:
             now = stop
 
     # -- replay file ------------------------------------------------------------------------
-    def write_readings_csv(self, path, end_ms: int, *, ts_format: str = "epoch_ms") -> int:
+    def write_readings_csv(
+        self,
+        path,
+        end_ms: int,
+        *,
+        ts_format: str = "epoch_ms",
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Write the replay CSV (`ts,enterprise_code,tag,value,unit,quality`) of everything
-        delivered until `end_ms`, in delivery order; returns the number of rows."""
+        delivered until `end_ms`, in delivery order, streamed chunk by chunk (a simulated week
+        does not fit in memory); returns the number of rows. `progress` gets the simulated ms
+        written so far."""
         if ts_format not in ("epoch_ms", "iso"):
             raise ValueError(f"ts_format must be epoch_ms or iso, got {ts_format!r}")
         enc = self._encoder
@@ -268,6 +277,8 @@ class Simulation:
             for batch in self.deliveries(end_ms):
                 rows += len(batch)
                 f.write(enc.csv_rows(batch, ts_format))
+                if progress is not None:
+                    progress(self._generated_until - self.start_ms)
         return rows
 
 
