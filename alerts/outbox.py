@@ -69,6 +69,21 @@ class OutboxConfig:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """One attempt's outcome, shaped like the `notification` measurement of
+    docs/influx-schema.md (`dashboards.series.notification_row(**asdict(outcome))`)."""
+
+    notification_id: str
+    enterprise_code: str
+    channel: str
+    event_type: str
+    result: str  # delivered | retrying | dead
+    attempts: int
+    latency_ms: float  # from being stored to this outcome
+    ts_ms: int
+
+
 @dataclass
 class DeliveryReport:
     """What one `deliver_due` call did (the runner logs and meters it)."""
@@ -81,6 +96,13 @@ class DeliveryReport:
     merged: int = 0
     via_fallback: int = 0
     rate_limited: int = 0  # heads left waiting for their rate-limit window
+    outcomes: list[DeliveryOutcome] = field(default_factory=list)
+
+    def _add(self, n: Notification, channel: str, result: str, attempts: int, now_ms: int
+             ) -> None:
+        self.outcomes.append(DeliveryOutcome(
+            n.id, n.enterprise_code, channel, str(n.event_type), result, attempts,
+            float(max(now_ms - n.created_ms, 0)), now_ms))
 
 
 def _frac(key: str) -> float:
@@ -304,6 +326,7 @@ class Outbox:
                             self.store.update_outbox(r.notification.id, state="digested",
                                                      delivered_ms=now_ms)
                 report.delivered += 1
+                report._add(n, used, "delivered", attempt_no, now_ms)
                 return True
             first_fail = row.first_failure_ms if row.first_failure_ms is not None else now_ms
             if verdict.retryable:
@@ -311,6 +334,7 @@ class Outbox:
                 self.store.update_outbox(n.id, attempts=attempt_no, next_attempt_ms=nxt,
                                          first_failure_ms=first_fail, last_error=verdict.reason)
                 report.retried += 1
+                report._add(n, used, "retrying", attempt_no, now_ms)
                 return False
             self.store.update_outbox(n.id, attempts=attempt_no, first_failure_ms=first_fail,
                                      last_error=verdict.reason)
@@ -347,3 +371,4 @@ class Outbox:
         log.error("outbox: dead-lettered %s (%s -> %s): %s", n.id, n.channel, n.recipient,
                   reason)
         report.dead += 1
+        report._add(n, n.channel, "dead", row.attempts, now_ms)

@@ -78,6 +78,19 @@ def test_retry_waits_for_the_backoff_then_delivers_with_the_same_key(store):
     assert [a.ok for a in store.list_attempts("n0001")] == [False, True]
 
 
+def test_each_outcome_is_reported_for_the_notification_measurement(store):
+    ob = Outbox(store)
+    ob.enqueue([note(1)])
+    ch = RecordingChannel("platform").then(Verdict.retry("HTTP 503", status=503))
+    first = ob.deliver_due(T0 + 500, {"platform": ch})
+    second = ob.deliver_due(T0 + 600_000, {"platform": ch})
+    assert [(o.result, o.attempts, o.latency_ms) for o in first.outcomes + second.outcomes] == [
+        ("retrying", 1, 500.0), ("delivered", 2, 600_000.0)]
+    o = second.outcomes[0]
+    assert (o.notification_id, o.enterprise_code, o.channel, o.event_type, o.ts_ms) == (
+        "n0001", "E001", "platform", "raised", T0 + 600_000)
+
+
 def test_outbox_survives_a_restart(tmp_path):
     path = tmp_path / "o.sqlite"
     s1 = AlertStore(path)
