@@ -70,6 +70,9 @@ class _RowError(Exception):
     pass
 
 
+_MISSING: Any = object()
+
+
 def parse_ts(raw: Any) -> int:
     """Epoch milliseconds (an integer) or ISO 8601 with an offset -> epoch ms."""
     if isinstance(raw, bool):
@@ -229,11 +232,38 @@ def parse_csv(text: str, registry: Registry, source: str = "<csv>") -> ReplayInp
     bad: list[BadRow] = []
     n_bad = 0
     line = reader.line_num
+    ncols = len(cols)
+    i_ts, i_ent, i_tag, i_val = order[0], order[1], order[2], order[3]
+    i_unit, i_q = order[4], order[5]
+    # Fast path for the common row (a registered numeric point, epoch-ms or ISO time, no unit
+    # or the point's own unit, empty or good quality); anything else takes the checked path.
+    plain: dict[tuple[str, str], Point | None] = {}
     for row in reader:
         start_line, line = line + 1, reader.line_num
+        if len(row) == ncols:
+            try:
+                ent, tag = row[i_ent], row[i_tag]
+                p = plain.get((ent, tag), _MISSING)
+                if p is _MISSING:
+                    p = registry.get(ent, tag)
+                    p = p if p is not None and p.parameter != "event" else None
+                    plain[(ent, tag)] = p
+                if (
+                    p is not None
+                    and (i_unit is None or not row[i_unit] or row[i_unit] == p.unit)
+                    and (i_q is None or not row[i_q] or row[i_q] == "0")
+                ):
+                    t = row[i_ts]
+                    ts = int(t) if t.isdigit() else parse_ts(t)
+                    v = float(row[i_val])
+                    if v - v == 0.0:  # finite: NaN and inf fail this
+                        out.append(Reading(ent, tag, ts, v, 0, p.unit, ts))
+                        continue
+            except (ValueError, _RowError):
+                pass  # the checked path below names the problem
         if not row or all(not c.strip() for c in row):
             continue
-        if len(row) != len(cols):
+        if len(row) != ncols:
             n_bad += 1
             _add_bad(
                 bad, start_line, f"expected {len(cols)} fields like the header, got {len(row)}"
