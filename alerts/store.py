@@ -219,8 +219,9 @@ class AlertStore:
         rows = self._query("SELECT data FROM alarms WHERE alarm_id=?", (alarm_id,))
         return AlarmRecord.from_dict(json.loads(rows[0][0])) if rows else None
 
-    def list_alarms(
+    def _alarm_where(
         self,
+        args: list[Any],
         *,
         enterprise: str | Iterable[str] | None = None,
         district: str | Iterable[str] | None = None,
@@ -233,13 +234,8 @@ class AlertStore:
         until_ms: int | None = None,
         open_only: bool = False,
         active: bool | None = None,
-        limit: int | None = 100,
-        offset: int = 0,
-    ) -> list[AlarmRecord]:
-        """Alarms matching every given filter, newest raise first. `state` is a `Phase`
-        value (or several); `since_ms`/`until_ms` bound the raise time (until exclusive)."""
-        args: list[Any] = []
-        sql = "SELECT data FROM alarms WHERE 1"
+    ) -> str:
+        sql = " WHERE 1"
         sql += _in("enterprise_code", enterprise, args)
         sql += _in("district", district, args)
         sql += _in("phase", state, args)
@@ -262,6 +258,16 @@ class AlertStore:
         if until_ms is not None:
             sql += " AND raised_ms<?"
             args.append(until_ms)
+        return sql
+
+    def list_alarms(self, *, limit: int | None = 100, offset: int = 0, **filters: Any
+                    ) -> list[AlarmRecord]:
+        """Alarms matching every given filter, newest raise first. Filters: `enterprise`,
+        `district`, `state` (a `Phase` value), `colour`, `kind` (each a value or several),
+        `hazard_code`, `tag`, `since_ms`/`until_ms` (raise time, until exclusive),
+        `open_only`, `active`."""
+        args: list[Any] = []
+        sql = "SELECT data FROM alarms" + self._alarm_where(args, **filters)  # noqa: S608 - values are bound
         sql += " ORDER BY raised_ms DESC, alarm_id"
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
@@ -269,9 +275,12 @@ class AlertStore:
         return [AlarmRecord.from_dict(json.loads(r[0])) for r in self._query(sql, args)]
 
     def count_alarms(self, **filters: Any) -> int:
+        """How many alarms `list_alarms` would return without a limit."""
         filters.pop("limit", None)
         filters.pop("offset", None)
-        return len(self.list_alarms(limit=None, **filters))
+        args: list[Any] = []
+        sql = "SELECT count(*) FROM alarms" + self._alarm_where(args, **filters)  # noqa: S608
+        return int(self._query(sql, args)[0][0])
 
     # -- warnings -------------------------------------------------------------------------
 
