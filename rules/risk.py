@@ -5,12 +5,13 @@ timeliness, online rate, active filings). The weights are data in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rules.model import Colour
+from ingest.model import Registry
+from rules.model import AlarmEvent, AlarmState, Colour
 
 HOUR_MS = 3_600_000
 
@@ -170,3 +171,50 @@ def _band(score: float, bands: Mapping[Colour, float]) -> Colour | None:
         if score >= bands[colour]:
             return colour
     return None
+
+
+def repeated_alarms(
+    events: Iterable[AlarmEvent], enterprise_code: str, now_ms: int, window_s: float = 86_400
+) -> int:
+    """Alarm episodes of an enterprise in the window beyond the first per point and kind
+    (a point that alarms 4 times in 24 h counts 3). Level changes are not new episodes."""
+    lo = now_ms - int(window_s * 1000)
+    seen: dict[tuple[str, str], set[str]] = {}
+    for e in events:
+        if (
+            e.enterprise_code == enterprise_code
+            and e.state == AlarmState.FIRING
+            and lo < e.ts_ms <= now_ms
+        ):
+            seen.setdefault((e.tag, str(e.kind)), set()).add(e.alarm_id)
+    return sum(len(ids) - 1 for ids in seen.values())
+
+
+def risk_inputs(
+    registry: Registry,
+    enterprise_code: str,
+    now_ms: int,
+    *,
+    open_warnings: Sequence[OpenWarning] = (),
+    alarms: Iterable[AlarmEvent] = (),
+    overdue_dispositions: int = 0,
+    online_rate: float | None = None,
+    active_filings: int = 0,
+    repeat_window_s: float = 86_400,
+) -> RiskInputs:
+    """Gather the inputs for one enterprise: installation grades from the registry, its open
+    warnings, repeated alarms from recent alarm events, and what the alerts stage knows."""
+    grades: dict[str, int | None] = {}
+    for p in registry.enterprise(enterprise_code):
+        if p.hazard_code:
+            grades[p.hazard_code] = p.hazard_level
+    return RiskInputs(
+        enterprise_code=enterprise_code,
+        now_ms=now_ms,
+        installation_grades=tuple(grades.values()),
+        open_warnings=tuple(w for w in open_warnings if w.enterprise_code == enterprise_code),
+        repeated_alarms=repeated_alarms(alarms, enterprise_code, now_ms, repeat_window_s),
+        overdue_dispositions=overdue_dispositions,
+        online_rate=online_rate,
+        active_filings=active_filings,
+    )

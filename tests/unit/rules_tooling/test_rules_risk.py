@@ -7,10 +7,17 @@ import pytest
 from pydantic import ValidationError
 
 from rules.model import Colour
-from rules.risk import OpenWarning, RiskInputs, RiskWeights, enterprise_risk
+from rules.risk import (
+    OpenWarning,
+    RiskInputs,
+    RiskWeights,
+    enterprise_risk,
+    repeated_alarms,
+    risk_inputs,
+)
 from rules.warnings import load_warning_config
 
-from .rt_factory import T0
+from .rt_factory import MIN, T0, alarm, point, registry
 
 W = load_warning_config().risk
 H = 3_600_000
@@ -91,3 +98,29 @@ def test_weights_reject_bands_out_of_order_and_unknown_grades():
     data["grade_points"] = {"5": 1}
     with pytest.raises(ValidationError, match="grades are"):
         RiskWeights.model_validate(data)
+
+
+def test_repeated_alarms_count_episodes_beyond_the_first_per_point():
+    evs = [alarm(T0 - i * 60 * MIN, "AT-1", alarm_id=f"a{i}") for i in range(4)]  # 4 in 3 h
+    evs += [alarm(T0 - 60 * MIN, "AT-1", alarm_id="a1", level="L2")]  # level change: same one
+    evs += [alarm(T0, "AT-2", alarm_id="b"), alarm(T0, "AT-2", "cleared", alarm_id="b")]
+    evs += [alarm(T0 - 25 * 60 * MIN, "AT-3", alarm_id=f"c{i}") for i in range(3)]  # too old
+    evs += [alarm(T0, "AT-1", ent="E2", alarm_id="other-enterprise")]
+    assert repeated_alarms(evs, "E1", T0) == 3
+
+
+def test_risk_inputs_gather_grades_and_the_enterprises_warnings():
+    reg = registry(
+        point("AT-1", hazard="HZ1", level=3),
+        point("AT-2", hazard="HZ2", level=1),
+        point("TT-1", "temperature", hazard="", unit="°C"),
+    )
+    warnings = [
+        ow("orange", grade=1, hazard="HZ2"),
+        OpenWarning("W-2", "E9", "X", Colour.RED, T0, 1),
+    ]
+    inp = risk_inputs(reg, "E1", T0, open_warnings=warnings, online_rate=0.99)
+    assert sorted(inp.installation_grades) == [1, 3]
+    assert [w.warning_id for w in inp.open_warnings] == ["W-1"]
+    r = enterprise_risk(inp, W)
+    assert r.colour == Colour.ORANGE and r.score == 20 + 52.5 + 2
