@@ -105,7 +105,13 @@ class KafkaBridge:
         self._queue = asyncio.Queue(self.config.max_pending)
         acks: asyncio.Queue = asyncio.Queue()
         producer = self._make_producer()
-        await producer.start()
+        try:
+            await producer.start()
+        except Exception as exc:  # aiokafka's errors, translated
+            await producer.stop()  # releases its client even though start failed
+            raise BridgeError(
+                f"cannot start the Kafka producer for {self.config.bootstrap_servers}: {exc!r}"
+            ) from exc
         failure: list[BaseException] = []
         self.source = MqttSource(self.mqtt_config, self._on_mqtt, defer_ack=True)
         self.source.start()

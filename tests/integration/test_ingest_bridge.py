@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from influxdb_client import InfluxDBClient
 
-from ingest.bridge import BridgeConfig, KafkaBridge
+from ingest.bridge import BridgeConfig, BridgeError, KafkaBridge
 from ingest.codec import decode_dead_letter, decode_readings
 from ingest.influx import InfluxConfig, InfluxWriter
 from ingest.lineprotocol import reading_line
@@ -167,3 +167,90 @@ def test_mqtt_batch_to_kafka_to_influxdb(mosquitto, kafka_bootstrap, influx, uni
     }
     assert ("PT-1101", "MPa", 1.6) in rows
     assert len(rows) == len({(r.tag, r.ts_ms) for r in all_readings})
+
+
+class FakeProducer:
+    """Stands in for AIOKafkaProducer: `fail=True` makes every send's delivery fail, as
+    when Kafka loses the partition leader for good."""
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+        self.sent: list[tuple[str, bytes, bytes]] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(self, topic, value, key=None, headers=None):
+        fut = asyncio.get_running_loop().create_future()
+        if self.fail:
+            fut.set_exception(RuntimeError("KafkaTimeoutError: delivery timed out"))
+        else:
+            self.sent.append((topic, key, value))
+            fut.set_result(None)
+        return fut
+
+
+def test_kafka_failure_stops_the_bridge_without_acking_so_nothing_is_lost(mosquitto, unique):
+    reg = parse_registry((DATA / "registry.csv").read_bytes(), "registry.csv")
+    prefix = f"hwf{unique}"
+    mqtt = MqttConfig(
+        host=mosquitto.host,
+        port=mosquitto.port,
+        username=mosquitto.username,
+        password=mosquitto.password,
+        client_id=f"bridge-{unique}",
+        topic_prefix=prefix,
+        session_expiry_s=300,
+    )
+    kafka = BridgeConfig(bootstrap_servers="unused:1")
+    payload = json.dumps({"tag": "AT-1101", "ts": int(time.time() * 1000), "v": 3}).encode()
+    broken = FakeProducer(fail=True)
+    bridge = KafkaBridge(
+        mqtt,
+        kafka,
+        Normalizer(reg, NormalizeConfig(topic_prefix=prefix)),
+        producer_factory=lambda: broken,
+    )
+    runner = BridgeThread(bridge)
+    with MqttPublisher(mqtt, client_id=f"pub-{unique}") as pub:
+        runner.thread.start()
+        deadline = time.monotonic() + 30
+        while not bridge.ready.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pub.publish(f"{prefix}/QJ001/GW01/data", payload)
+        runner.thread.join(30)
+    assert not runner.thread.is_alive()
+    assert "Kafka did not accept" in str(runner.error)
+
+    good = FakeProducer(fail=False)
+    bridge2 = KafkaBridge(
+        mqtt,
+        kafka,
+        Normalizer(reg, NormalizeConfig(topic_prefix=prefix)),
+        producer_factory=lambda: good,
+    )
+    with BridgeThread(bridge2):
+        deadline = time.monotonic() + 20
+        while not good.sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+    # the message the failed bridge never acknowledged was redelivered to the next one
+    (topic, key, value) = good.sent[0]
+    assert topic == kafka.readings_topic and key == b"QJ001"
+    assert [r.value for r in decode_readings(value)] == [3.0]
+
+
+def test_unreachable_kafka_is_a_clear_error(mosquitto, unique):
+    reg = parse_registry((DATA / "registry.csv").read_bytes(), "registry.csv")
+    mqtt = MqttConfig(
+        host=mosquitto.host,
+        port=mosquitto.port,
+        username=mosquitto.username,
+        password=mosquitto.password,
+        client_id=f"bridge-{unique}",
+    )
+    bridge = KafkaBridge(mqtt, BridgeConfig(bootstrap_servers="127.0.0.1:1"), Normalizer(reg))
+    with pytest.raises(BridgeError, match=r"cannot start the Kafka producer for 127\.0\.0\.1:1"):
+        asyncio.run(bridge.run())
