@@ -96,6 +96,9 @@ class AlarmRecord:
     closed_by: str = ""
     disposition: Disposition | None = None
     disposition_note: str = ""
+    # Closed while present and the source (rules engine) was asked to reset it: if no clear
+    # comes back within the grace time, the source did not hold a latch and we re-fire here.
+    reset_requested_ms: int | None = None
 
     @property
     def subject_id(self) -> str:
@@ -306,6 +309,7 @@ def _reopen(rec: AlarmRecord, now_ms: int, **changes: Any) -> AlarmRecord:
         closed_by="",
         disposition=None,
         disposition_note="",
+        reset_requested_ms=None,
         **changes,
     )
 

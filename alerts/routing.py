@@ -158,6 +158,9 @@ class Lifecycle(_Strict):
     latch_rules: list[str] = Field(default_factory=list)  # fnmatch globs on rule names
     latch_kinds: list[str] = Field(default_factory=list)
     backfill_hold_s: float = Field(default=60.0, ge=0)  # wait for the clear of a late alarm
+    # After a close of a present alarm, how long the source may take to reset it before the
+    # alerts stage re-fires it itself (the source only resets latched alarms).
+    reset_grace_s: float = Field(default=5.0, ge=0)
     max_shelve_s: float = Field(default=7 * 86400.0, gt=0)
 
 

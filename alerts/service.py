@@ -359,15 +359,13 @@ class AlertService:
             result: Record = closed
             if isinstance(closed, AlarmRecord) and closed.active:
                 if self.on_alarm_reset is not None:
+                    # The source resets a latched alarm (and re-asserts it under a new id if
+                    # still present); an unlatched one it leaves alone, so `tick` re-fires it
+                    # here when no clear has come back within the grace time.
                     reset = True
+                    result = dataclasses.replace(closed, reset_requested_ms=now_ms)
                 else:
-                    reopened, changes = lc.reopen_if_present(closed, now_ms)
-                    self.journal.append("alarm.reopened", subject_id,
-                                        {"reopened": reopened.reopened}, now_ms)
-                    notes: list[Notification] = []
-                    result = self._alarm_changes(reopened, changes,
-                                                 f"reopen{reopened.reopened}", False, now_ms,
-                                                 notes)
+                    result = self._reopen(closed, now_ms)
             self._put(result)
         # Hooks run after the commit, outside the store lock (they may call back into us).
         if isinstance(rec, WarningRecord) and self.on_warning_closed is not None:
@@ -375,6 +373,13 @@ class AlertService:
         if reset and self.on_alarm_reset is not None:
             self.on_alarm_reset(subject_id, now_ms)
         return result
+
+    def _reopen(self, closed: AlarmRecord, now_ms: int) -> AlarmRecord:
+        reopened, changes = lc.reopen_if_present(closed, now_ms)
+        self.journal.append("alarm.reopened", closed.alarm_id,
+                            {"reopened": reopened.reopened}, now_ms)
+        return self._alarm_changes(reopened, changes, f"reopen{reopened.reopened}", False,
+                                   now_ms, [])
 
     def shelve(self, subject_id: str, user: str, reason: str, until_ms: int, now_ms: int
                ) -> Shelf:
@@ -524,6 +529,12 @@ class AlertService:
                     refresh.add(f.enterprise_code)
             for ent in sorted(refresh):
                 self._refresh_suppression(now_ms, notes, enterprise=ent)
+            grace = int(self.routing.lifecycle.reset_grace_s * 1000)
+            for rec in self.store.list_alarms(state=Phase.CLOSED, active=True, limit=None):
+                if (rec.reset_requested_ms is not None
+                        and now_ms >= rec.reset_requested_ms + grace):
+                    # Still present and the source did not reset it: it fires again.
+                    self._put(self._reopen(rec, now_ms))
             esc = self.routing.escalation
             subjects: list[Record] = [*self.store.list_alarms(open_only=True, limit=None),
                                       *self.store.list_warnings(open_only=True, limit=None)]

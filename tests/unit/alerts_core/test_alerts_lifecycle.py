@@ -112,6 +112,29 @@ def test_reset_hook_is_used_instead_of_refiring_when_the_runner_provides_one(
     svc.on_alarm(alarm(), T0)
     rec = svc.dispose("A1", "u", Disposition.OTHER, "reset at the panel", T0 + MIN)
     assert rec.phase is Phase.CLOSED and resets == [("A1", T0 + MIN)]
+    # a latched alarm: the engine clears the old id (and re-asserts under a new one)
+    svc.on_alarm(alarm(state="cleared", ts=T0 + MIN + 100), T0 + MIN + 100)
+    svc.on_alarm(alarm("A1-2", ts=T0 + MIN + 100), T0 + MIN + 100)
+    svc.tick(T0 + 2 * MIN)
+    assert store.get_alarm("A1").phase is Phase.CLOSED
+    assert store.get_alarm("A1-2").phase is Phase.FIRING
+
+
+def test_unlatched_alarm_closed_with_a_reset_hook_fires_again_after_the_grace(
+        store, routing, registry):
+    from alerts.service import AlertService
+
+    svc = AlertService(store, routing, registry, public_url="http://x",
+                       on_alarm_reset=lambda aid, now: None)  # the engine had no latch
+    svc.on_alarm(alarm(), T0)
+    svc.dispose("A1", "u", Disposition.PROCESS_FLUCTUATION, "", T0 + MIN)
+    svc.tick(T0 + MIN + 4_999)
+    assert store.get_alarm("A1").phase is Phase.CLOSED
+    svc.tick(T0 + MIN + 5_000)
+    rec = store.get_alarm("A1")
+    assert rec.phase is Phase.FIRING and rec.reopened == 1 and rec.reset_requested_ms is None
+    assert any(i.created_ms == T0 + MIN + 5_000 and i.notification.channel == "aliyun_sms"
+               for i in store.list_outbox(subject_id="A1"))
 
 
 def test_latching_keeps_an_alarm_annunciated_until_acknowledged(store, routing, registry):
