@@ -79,6 +79,7 @@ class Decoded:
     problems: list[DecodeProblem] = field(default_factory=list)
     ts: int | None = None  # batch time, for readings without their own
     ts_error: str = ""  # why the batch time is unusable, if it is
+    batch: bool = False  # the payload was a batch: problems point at one reading by index
 
     def resolve_ts(self, index: int, r: RawReading) -> int:
         """Epoch ms of reading `index`; raises ValueError saying what is wrong and where."""
@@ -91,8 +92,13 @@ class Decoded:
             if self.ts_error:
                 raise ValueError(self.ts_error)
             raise ValueError(f"missing 'ts' at $.data[{index}] (and no batch time at $.ts)")
+        if type(ts) is not str:
+            raise ValueError(
+                f"expected epoch ms (integer) or ISO 8601 text at $.data[{index}].ts, "
+                f"got {_type_name(ts)}"
+            )
         try:
-            return parse_iso_ms(ts)  # type: ignore[arg-type]
+            return parse_iso_ms(ts)
         except ValueError as exc:
             raise ValueError(f"{exc} at $.data[{index}].ts") from None
 
@@ -273,6 +279,7 @@ def decode_canonical(payload: bytes) -> Decoded:
     else:
         out.ts = batch_ts
     out.readings = env.data
+    out.batch = True
     return out
 
 
@@ -308,6 +315,7 @@ def _canonical_lenient(payload: bytes, decode_exc: msgspec.DecodeError | None) -
             )
         )
         return out
+    out.batch = True
     batch_ts = obj.get("ts")
     if batch_ts is not None and (type(batch_ts) is not int and type(batch_ts) is not str):
         out.problems.append(
@@ -420,6 +428,7 @@ def decode_provincial(payload: bytes) -> Decoded:
         return out
     items = obj if isinstance(obj, list) else [obj]
     single = not isinstance(obj, list)
+    out.batch = not single
     for i, it in enumerate(items):
         _provincial_item(it, "$" if single else f"$[{i}]", None if single else i, out)
     return out
@@ -469,6 +478,7 @@ def _provincial_lenient(payload: bytes, out: Decoded) -> Decoded:
         out.problems.append(DecodeProblem(RejectReason.MALFORMED_JSON, str(exc)))
         return out
     single = not isinstance(obj, list)
+    out.batch = not single
     items = [obj] if single else obj
     for i, item in enumerate(items):
         path = "$" if single else f"$[{i}]"

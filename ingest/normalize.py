@@ -291,7 +291,7 @@ class Normalizer:
             if cfg.check_gateway
             else (table.get)
         )
-        single = len(items) == 1 and not decoded.problems
+        single = not decoded.batch
         for i, r in enumerate(items):
             tag = r.tag
             info = get(tag)

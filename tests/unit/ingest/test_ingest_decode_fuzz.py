@@ -115,3 +115,20 @@ def test_json_shaped_like_the_provincial_format(obj):
 )
 def test_pathological_payloads_end_quickly(payload):
     _check(payload)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(near_item, max_size=12), st.integers(NOW - 10**6, NOW + 10**6) | scalar)
+def test_every_reading_of_a_batch_is_accounted_for(items, batch_ts):
+    """Nothing is lost silently: each reading of a batch becomes exactly one reading, one
+    dead letter (pointing at its index) or one counted duplicate, unless the whole message
+    is rejected (then nothing of it is accepted)."""
+    payload = _dumps({"ts": batch_ts, "data": items})
+    res = NORM.normalize("hw/QJ001/GW01/data", payload, NOW)
+    whole = [d for d in res.rejects if d.index is None]
+    if whole:
+        assert res.readings == [] and len(whole) == 1
+        return
+    assert len(res.readings) + len(res.rejects) + res.duplicates == len(items)
+    assert len({d.index for d in res.rejects}) == len(res.rejects)
+    assert all(0 <= d.index < len(items) for d in res.rejects)
