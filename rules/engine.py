@@ -221,6 +221,9 @@ class Engine:
             quiet_last = last & ~nq[pi]
             qi = pi[quiet_last]
             if len(qi):
+                st_mask = plan.has_stuck[qi]
+                if st_mask.any():  # before good_ts/good_value move on
+                    rs = self._run_start(pts, pi, t, v, first)
                 tl = t[quiet_last]
                 vl = v[quiet_last]
                 pts["off_base"][qi] = np.maximum(pts["off_base"][qi], tl)
@@ -228,9 +231,7 @@ class Engine:
                 pts["last_q"][qi] = qq[quiet_last]
                 pts["good_ts"][qi] = tl
                 pts["good_value"][qi] = vl
-                st_mask = plan.has_stuck[qi]
                 if st_mask.any():
-                    rs = self._run_start(pts, pi, t, v, first)
                     pts["run_start"][qi[st_mask]] = rs[quiet_last][st_mask]
                 gq = plan.gw_of[qi]
                 gsel = gq >= 0

@@ -31,11 +31,17 @@ from rules.state import (
 )
 
 _FIELDS = POINT_DTYPE.names
-_LIST_FIELDS = {"since", "below", "act", "act_start"}
+_LIST_FIELDS = {"since", "below", "act", "act_start", "dup"}
 
 # Timer kinds, in the order they fire when due at the same instant.
 T_GATEWAY, T_OFFLINE, T_ON, T_OFF, T_EVENT, T_INTERLOCK = range(6)
 FIRING, CLEARED = AlarmState.FIRING, AlarmState.CLEARED
+D_OFFLINE, D_FAULT, D_STUCK, D_RATE, D_EVENT, D_INTERLOCK = range(2, 8)  # PointState.dup slots
+
+
+def _dup(prev_start: int, prev_dup: int, start: int) -> int:
+    """Episode number within one millisecond (0 unless an episode already began then)."""
+    return min(prev_dup + 1, 255) if prev_start == start else 0
 
 
 class PointState:
@@ -202,6 +208,7 @@ class Machine:
         if current < due:
             return
         rec["alarm"] = 1
+        rec["dup"] = _dup(int(rec["start"]), int(rec["dup"]), due)
         rec["start"] = due
         rule = self.plan.gw_rules[g]
         i0 = self.plan.gw_members[g][0]
@@ -214,7 +221,7 @@ class Machine:
             None,
             None,
             rule.source,
-            alarm_id("gateway", rule.key, "", due),
+            alarm_id("gateway", rule.key, "", due, int(rec["dup"])),
             tag=rule.gateway_code,
             parameter="",
             message=f"gateway {rule.gateway_code} silent: no data from any of its "
@@ -239,6 +246,7 @@ class Machine:
             self.gws[g]["inh"] += 1
         else:
             s.offline = 1
+            s.dup[D_OFFLINE] = _dup(s.offline_start, s.dup[D_OFFLINE], due)
             s.offline_start = due
             self.emit(
                 due,
@@ -249,7 +257,7 @@ class Machine:
                 None,
                 None,
                 pr.offline.source,
-                alarm_id("offline", pr.point.key, "", due),
+                alarm_id("offline", pr.point.key, "", due, s.dup[D_OFFLINE]),
                 message=f"no data for {pr.offline.timeout_ms / 1000:g} s",
             )
         self._votes(i, due, False)
@@ -295,7 +303,7 @@ class Machine:
             None,
             None,
             pr.event.source,
-            alarm_id("event", pr.point.key, "", s.ev_start),
+            alarm_id("event", pr.point.key, "", s.ev_start, s.dup[D_EVENT]),
         )
 
     def _interlock_timer(self, due: int, i: int) -> None:
@@ -331,7 +339,7 @@ class Machine:
                 v,
                 None,
                 pr.offline.source,
-                alarm_id("offline", pr.point.key, "", s.offline_start),
+                alarm_id("offline", pr.point.key, "", s.offline_start, s.dup[D_OFFLINE]),
                 backfill,
             )
             health_changed = True
@@ -363,12 +371,11 @@ class Machine:
                     None,
                     None,
                     rule.source,
-                    alarm_id("gateway", rule.key, "", int(rec["start"])),
+                    alarm_id("gateway", rule.key, "", int(rec["start"]), int(rec["dup"])),
                     backfill,
                     tag=rule.gateway_code,
                     parameter="",
                 )
-                rec["start"] = NO_TS
                 self.seed_gateway(g)
             if rec["inh"] > 0:
                 # The gateway speaks again: its silent points get a fresh offline timer.
@@ -392,6 +399,7 @@ class Machine:
             due = ts + pr.event.hold_ms
             if not s.ev:
                 s.ev = 1
+                s.dup[D_EVENT] = _dup(s.ev_start, s.dup[D_EVENT], ts)
                 s.ev_start = ts
                 s.ev_due = due
                 self.push(due, T_EVENT, i)
@@ -404,7 +412,7 @@ class Machine:
                     None,
                     None,
                     pr.event.source,
-                    alarm_id("event", pr.point.key, "", ts),
+                    alarm_id("event", pr.point.key, "", ts, s.dup[D_EVENT]),
                     backfill,
                     message=f"{event_type}: {text or ''}".strip(),
                 )
@@ -424,6 +432,7 @@ class Machine:
             if pr.fault is not None:
                 if not s.fault:
                     s.fault = 1
+                    s.dup[D_FAULT] = _dup(s.fault_start, s.dup[D_FAULT], ts)
                     s.fault_start = ts
                     why = (
                         "device reports a fault"
@@ -442,7 +451,7 @@ class Machine:
                         v,
                         bound,
                         pr.fault.source,
-                        alarm_id("fault", pr.point.key, "", ts),
+                        alarm_id("fault", pr.point.key, "", ts, s.dup[D_FAULT]),
                         backfill,
                         message=why,
                     )
@@ -468,10 +477,9 @@ class Machine:
                 v,
                 None,
                 pr.fault.source,
-                alarm_id("fault", pr.point.key, "", s.fault_start),
+                alarm_id("fault", pr.point.key, "", s.fault_start, s.dup[D_FAULT]),
                 backfill,
             )
-            s.fault_start = NO_TS
             self._votes(i, ts, backfill)
         # -- process evaluation of a good reading
         if pr.limit is not None:
@@ -482,6 +490,7 @@ class Machine:
             cond = r > pr.rate.max_rise or -r > pr.rate.max_fall
             if cond and not s.rate:
                 s.rate = 1
+                s.dup[D_RATE] = _dup(s.rate_start, s.dup[D_RATE], ts)
                 s.rate_start = ts
                 lim = pr.rate.max_rise if r > 0 else pr.rate.max_fall
                 self.emit(
@@ -493,7 +502,7 @@ class Machine:
                     v,
                     lim,
                     pr.rate.source,
-                    alarm_id("rate", pr.point.key, "", ts),
+                    alarm_id("rate", pr.point.key, "", ts, s.dup[D_RATE]),
                     backfill,
                     message=f"{'rising' if r > 0 else 'falling'} {abs(r):.4g} "
                     f"{pr.point.unit}/min (limit {lim:.4g})",
@@ -509,13 +518,14 @@ class Machine:
                     v,
                     None,
                     pr.rate.source,
-                    alarm_id("rate", pr.point.key, "", s.rate_start),
+                    alarm_id("rate", pr.point.key, "", s.rate_start, s.dup[D_RATE]),
                     backfill,
                 )
         if pr.stuck is not None:
             if s.good_ts != NO_TS and abs(v - s.good_value) <= pr.stuck.tolerance:
                 if not s.stuck and ts - s.run_start >= pr.stuck.for_ms:
                     s.stuck = 1
+                    s.dup[D_STUCK] = _dup(s.stuck_start, s.dup[D_STUCK], ts)
                     s.stuck_start = ts
                     self.emit(
                         ts,
@@ -526,7 +536,7 @@ class Machine:
                         v,
                         None,
                         pr.stuck.source,
-                        alarm_id("stuck", pr.point.key, "", ts),
+                        alarm_id("stuck", pr.point.key, "", ts, s.dup[D_STUCK]),
                         backfill,
                         message=f"unchanged for {(ts - s.run_start) / 1000:g} s",
                     )
@@ -543,7 +553,7 @@ class Machine:
                         v,
                         None,
                         pr.stuck.source,
-                        alarm_id("stuck", pr.point.key, "", s.stuck_start),
+                        alarm_id("stuck", pr.point.key, "", s.stuck_start, s.dup[D_STUCK]),
                         backfill,
                     )
         s.good_ts = ts
@@ -639,16 +649,16 @@ class Machine:
             changed_high |= side_no == 0
             tag = "hi" if side_no == 0 else "lo"
             if old == 0:
+                s.dup[side_no] = _dup(s.act_start[side_no], s.dup[side_no], ts)
                 s.act_start[side_no] = ts
                 if lim.latch:
                     s.latched |= 1 << side_no
-            aid = alarm_id(str(lim.kind), pr.point.key, tag, s.act_start[side_no])
+            aid = alarm_id(str(lim.kind), pr.point.key, tag, s.act_start[side_no], s.dup[side_no])
             if new == 0:
                 t = side[old - 1]
                 self.emit(
                     ts, i, lim.kind, t.level, CLEARED, v, t.value, _src(lim, t), aid, backfill
                 )
-                s.act_start[side_no] = NO_TS
             else:
                 t = side[new - 1]
                 self.emit(ts, i, lim.kind, t.level, FIRING, v, t.value, _src(lim, t), aid, backfill)
@@ -685,7 +695,7 @@ class Machine:
                     s.good_value,
                     None,
                     pr.interlock.source,
-                    alarm_id("interlock", pr.point.key, "", s.il_start),
+                    alarm_id("interlock", pr.point.key, "", s.il_start, s.dup[D_INTERLOCK]),
                     backfill,
                 )
 
@@ -693,6 +703,7 @@ class Machine:
         pr = self.plan.rules[i]
         s = self.pt(i)
         s.il = 1
+        s.dup[D_INTERLOCK] = _dup(s.il_start, s.dup[D_INTERLOCK], ts)
         s.il_start = ts
         vtag = self.plan.rules[self.plan.valve_of[i]].point.tag
         self.emit(
@@ -704,7 +715,7 @@ class Machine:
             s.good_value,
             None,
             pr.interlock.source,
-            alarm_id("interlock", pr.point.key, "", ts),
+            alarm_id("interlock", pr.point.key, "", ts, s.dup[D_INTERLOCK]),
             backfill,
             message=f"at HH and inlet valve {vtag} not closed within "
             f"{pr.interlock.within_ms / 1000:g} s",
@@ -738,6 +749,7 @@ class Machine:
         if deg != rec["deg"]:
             rec["deg"] = deg
             if deg:
+                rec["deg_dup"] = _dup(int(rec["deg_start"]), int(rec["deg_dup"]), ts)
                 rec["deg_start"] = ts
             self.emit(
                 ts,
@@ -748,22 +760,23 @@ class Machine:
                 None,
                 None,
                 group.source,
-                alarm_id("vote_degraded", group.key, "", int(rec["deg_start"])),
+                alarm_id(
+                    "vote_degraded", group.key, "", int(rec["deg_start"]), int(rec["deg_dup"])
+                ),
                 backfill,
                 tag=group.zone,
                 parameter=group.parameter,
                 message=f"{unhealthy} of {len(heads)} heads faulted or offline: "
                 f"{group.k}oo{len(heads)} now needs {k_eff} healthy head(s)",
             )
-            if not deg:
-                rec["deg_start"] = NO_TS
         old = int(rec["lvl"])
         if lvl == old:
             return
         rec["lvl"] = lvl
         if old == 0:
+            rec["dup"] = _dup(int(rec["start"]), int(rec["dup"]), ts)
             rec["start"] = ts
-        aid = alarm_id("vote", group.key, "", int(rec["start"]))
+        aid = alarm_id("vote", group.key, "", int(rec["start"]), int(rec["dup"]))
         high = plan.rules[i0].limit.high
         t = high[(lvl or old) - 1]
         self.emit(
@@ -781,8 +794,6 @@ class Machine:
             parameter=group.parameter,
             message=f"{group.k}oo{len(heads)}: {len(levels)} healthy head(s)",
         )
-        if not lvl:
-            rec["start"] = NO_TS
 
     # ------------------------------------------------------------------ manual reset
     def reset(self, aid: str, now_ms: int) -> None:
@@ -800,7 +811,10 @@ class Machine:
                 if not s.latched & (1 << side_no) or not s.act[side_no]:
                     continue
                 tag = "hi" if side_no == 0 else "lo"
-                if alarm_id(str(lim.kind), pr.point.key, tag, s.act_start[side_no]) != aid:
+                if (
+                    alarm_id(str(lim.kind), pr.point.key, tag, s.act_start[side_no], s.dup[side_no])
+                    != aid
+                ):
                     continue
                 s.latched &= ~(1 << side_no)
                 for j in range(2):

@@ -43,10 +43,24 @@ POINT_DTYPE = np.dtype(
         ("il", "i1"),
         ("il_start", "i8"),
         ("il_due", "i8"),
+        # episodes begun in the same ms as the previous one, per alarm slot (ids stay unique):
+        # 0-1 limit sides, 2 offline, 3 fault, 4 stuck, 5 rate, 6 event, 7 interlock
+        ("dup", "u1", (8,)),
     ]
 )
-GATEWAY_DTYPE = np.dtype([("last", "i8"), ("alarm", "i1"), ("start", "i8"), ("inh", "i4")])
-VOTE_DTYPE = np.dtype([("lvl", "i1"), ("start", "i8"), ("deg", "i1"), ("deg_start", "i8")])
+GATEWAY_DTYPE = np.dtype(
+    [("last", "i8"), ("alarm", "i1"), ("start", "i8"), ("inh", "i4"), ("dup", "u1")]
+)
+VOTE_DTYPE = np.dtype(
+    [
+        ("lvl", "i1"),
+        ("start", "i8"),
+        ("deg", "i1"),
+        ("deg_start", "i8"),
+        ("dup", "u1"),
+        ("deg_dup", "u1"),
+    ]
+)
 
 _POINT_DEFAULTS = {
     "off_base": NO_TS,
