@@ -103,9 +103,8 @@ class EnterpriseCore:
     def engine(self, enterprise: str) -> Any:
         eng = self._engines.get(enterprise)
         if eng is None:
-            from rules.engine import Engine
-
             from ingest.model import Registry
+            from rules.engine import Engine
 
             sub = Registry(self.registry.enterprise(enterprise), version=self.registry.version)
             eng = self._engines[enterprise] = Engine(self.bundle.ruleset, sub)
@@ -353,7 +352,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             try:
                 pos = await app.consumer.position(tp)
                 hw = app.consumer.highwater(tp)
-            except Exception:  # noqa: S112 - a partition being revoked right now: skip it
+            except Exception:  # noqa: BLE001, S112 - a partition being revoked now: skip it
                 continue
             if pos is not None and hw is not None:
                 metrics.kafka_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(

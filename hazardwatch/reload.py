@@ -96,7 +96,7 @@ class Reloader(Generic[B]):
     def reload(self, trigger: str) -> ReloadOutcome:
         try:
             bundle = self._build()
-        except Exception as exc:  # any invalid file keeps the old rules running
+        except Exception as exc:  # noqa: BLE001 - any invalid file keeps the old rules running
             outcome = ReloadOutcome(
                 False, trigger, self.last.version if self.last else "", _one_paragraph(exc)
             )

@@ -344,14 +344,18 @@ class EmbeddedRunner:
             self.stopped.wait(self.cfg.shutdown_timeout_s * 2)
             return
         log.info("stopping: draining the queue and committing state")
-        if self.source is not None:
-            try:
-                self.source.stop()
-            except Exception:
-                log.exception("source did not stop cleanly")
+        # Take nothing new, drain and commit what is queued, ack it while still connected,
+        # and only then disconnect: a clean stop leaves nothing for the broker to redeliver.
+        pause = getattr(self.source, "pause", None)
+        if pause is not None:
+            pause()
+        elif self.source is not None:
+            self._stop_source()
         self._stopping.set()
         self._q.put(_STOP)
         self._eval_thread.join(self.cfg.shutdown_timeout_s)
+        if pause is not None:
+            self._stop_source()
         self._outbox_wake.set()
         if self._outbox_thread.is_alive():
             self._outbox_thread.join(self.cfg.shutdown_timeout_s)
@@ -361,6 +365,12 @@ class EmbeddedRunner:
             except Exception:
                 log.exception("shutdown step failed")
         self.stopped.set()
+
+    def _stop_source(self) -> None:
+        try:
+            self.source.stop()  # type: ignore[union-attr]
+        except Exception:
+            log.exception("source did not stop cleanly")
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.stopped.wait(timeout)

@@ -106,9 +106,8 @@ def build_stages(
 ) -> Stages:
     """The pure cores for one rules bundle. On reload, pass the running stages as `previous`
     so the normaliser keeps its duplicate memory and the alerts service is kept."""
-    from rules.engine import Engine
-
     from ingest.normalize import Normalizer
+    from rules.engine import Engine
     from rules.warnings import WarningModel
 
     if previous is not None:
@@ -241,7 +240,7 @@ def build_timeseries_writer(settings: Settings) -> Any:
         return InfluxWriter(cfg)
     from ingest.influx import LineProtocolFileWriter
 
-    return LineProtocolFileWriter(Path(settings.storage.data_dir) / "lineprotocol")
+    return LineProtocolFileWriter(Path(settings.storage.data_dir))
 
 
 class TimeseriesFeed:
@@ -394,6 +393,7 @@ def build_embedded(
     watch_interval_s: float = 2.0,
     runner_config: Any = None,
     clock: Callable[[], int] | None = None,
+    on_reject: Callable[[Any], None] | None = None,
 ) -> Embedded:
     """Everything of `hazardwatch run` except the signal handlers and the source's settings:
     rules, state stores, alerts, channels, time series, metrics/reload endpoint, file watcher.
@@ -448,7 +448,7 @@ def build_embedded(
         store=EngineStore(engine_db),
         metrics=metrics,
         sink=feed,
-        on_reject=_log_reject,
+        on_reject=on_reject or _log_reject,
     )
     holder["pipeline"] = pipeline
 
@@ -525,3 +525,160 @@ def build_embedded(
 
 def _log_reject(dl: Any) -> None:
     log.warning("rejected (%s) on %s: %s", dl.reason, dl.topic, dl.detail)
+
+
+# ------------------------------------------------------------------------------------------------
+# MQTT in (embedded) and the MQTT -> Kafka bridge (distributed).
+
+
+def mqtt_config(settings: Settings, client_id: str | None = None) -> Any:
+    from ingest.mqtt import MqttConfig
+
+    m = settings.mqtt
+    return MqttConfig(
+        host=m.host,
+        port=m.port,
+        protocol=m.protocol,
+        username=m.username,
+        password=_secret(m.password) or None,
+        client_id=client_id or m.client_id,
+        topic_prefix=m.topic_prefix,
+        qos=m.qos,
+        shared_group=m.shared_group,
+        session_expiry_s=m.session_expiry_s,
+        keepalive_s=m.keepalive_s,
+        tls=m.tls,
+        ca_file=m.ca_file,
+        cert_file=m.cert_file,
+        key_file=m.key_file,
+        dead_letter_topic=m.dead_letter_topic,
+    )
+
+
+class MqttIngress:
+    """The embedded runner's MQTT source: QoS 1, persistent session, and acks deferred until
+    the runner has committed the batch holding the message (so `kill -9` means redelivery,
+    never loss). `pause()` stops taking new messages (left unacked for the next session)
+    while the runner drains and acks what it has; `stop()` then disconnects."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self._source: Any = None
+        self._paused = False
+
+    def start(self, deliver: Callable[[Any], None]) -> None:
+        from hazardwatch.runner import RawMessage
+        from ingest.mqtt import MqttSource
+
+        def on_message(topic: str, payload: bytes, received_ms: int, ack: Any) -> None:
+            if not self._paused:
+                deliver(RawMessage(topic, payload, received_ms, ack))
+
+        self._source = MqttSource(self.config, on_message, defer_ack=True).start()
+
+    def wait_ready(self, timeout_s: float = 10.0) -> bool:
+        return self._source is not None and self._source.wait_ready(timeout_s)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._source.publish(topic, payload)
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def stop(self) -> None:
+        if self._source is not None:
+            self._source.stop()
+
+
+def mqtt_source(settings: Settings) -> MqttIngress:
+    return MqttIngress(mqtt_config(settings))
+
+
+def dead_letter_sink(settings: Settings, ingress: MqttIngress) -> Callable[[Any], None]:
+    """Rejected messages: logged with their reason and published to the dead-letter topic."""
+    from ingest.mqtt import DeadLetterPublisher
+
+    publish = DeadLetterPublisher(ingress.publish, settings.mqtt.dead_letter_topic)
+
+    def sink(dl: Any) -> None:
+        _log_reject(dl)
+        publish(dl)
+
+    return sink
+
+
+class BridgeProcess:
+    """`hazardwatch bridge`: the ingest KafkaBridge on its own event loop thread, with the
+    registry hot-reloaded into its normaliser when the file changes."""
+
+    def __init__(self, settings: Settings, watch_interval_s: float = 2.0) -> None:
+        from ingest.bridge import BridgeConfig, KafkaBridge
+        from ingest.normalize import Normalizer
+        from ingest.registry import load_registry
+
+        src = rule_sources(settings)
+        self._registry_path = src.registry
+        self.bridge = KafkaBridge(
+            mqtt_config(settings, client_id=settings.mqtt.client_id + "-bridge"),
+            BridgeConfig(
+                bootstrap_servers=settings.kafka.bootstrap_servers,
+                readings_topic=settings.kafka.readings_topic,
+                deadletter_topic=settings.kafka.deadletter_topic,
+            ),
+            Normalizer(load_registry(src.registry), normalize_config(settings)),
+        )
+        self._watch_interval_s = watch_interval_s
+        self._thread: threading.Thread | None = None
+        self._watcher: Any = None
+        self.failure: BaseException | None = None
+
+    def _reload_registry(self) -> None:
+        from ingest.registry import load_registry
+
+        try:
+            reg = load_registry(self._registry_path)
+        except Exception as exc:  # noqa: BLE001 - any bad file keeps the old registry
+            log.error("registry reload refused, the bridge keeps the old one: %s", exc)
+            return
+        self.bridge.reload(self.bridge.normalizer.with_registry(reg))
+        log.info("bridge registry reloaded: %s (%d points)", reg.version, len(reg))
+
+    def start(self) -> BridgeProcess:
+        import asyncio
+
+        from hazardwatch.reload import FileWatcher
+
+        def run() -> None:
+            try:
+                asyncio.run(self.bridge.run())
+            except BaseException as exc:  # noqa: BLE001 - reported by stop()/alive
+                self.failure = exc
+                log.error("bridge stopped: %s", exc)
+
+        self._thread = threading.Thread(target=run, name="hw-bridge", daemon=True)
+        self._thread.start()
+        if self._watch_interval_s > 0:
+            self._watcher = FileWatcher(
+                lambda: [self._registry_path], self._reload_registry, self._watch_interval_s
+            ).start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+        self.bridge.stop()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+
+def build_bridge(settings: Settings) -> BridgeProcess:
+    try:
+        return BridgeProcess(settings)
+    except WiringError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the registry loader lists every problem
+        raise WiringError(f"cannot start the bridge: {exc}") from None

@@ -15,16 +15,16 @@ import typer
 from hazardwatch.cli import fail, settings
 
 
-def _configure_logging(s) -> None:  # noqa: ANN001 - Settings, imported lazily
+def _configure_logging(s) -> None:
     from hazardwatch.logs import configure, secret_values
 
     configure(s.log.level, s.log.format, secret_values(s))
 
 
-def _wait_for_signals(stop: threading.Event, on_hup=None, duration: float | None = None) -> None:  # noqa: ANN001
+def _wait_for_signals(stop: threading.Event, on_hup=None, duration: float | None = None) -> None:
     """SIGTERM/SIGINT end the run gracefully; SIGHUP reloads the rules."""
 
-    def ask_stop(signum, frame):  # noqa: ANN001, ARG001
+    def ask_stop(signum, frame):
         stop.set()
 
     if threading.current_thread() is threading.main_thread():
@@ -40,8 +40,10 @@ def register(app: typer.Typer) -> None:
     def run_cmd(
         duration: Annotated[
             float | None,
-            typer.Option("--for", help="Stop gracefully after this many seconds (default: run "
-                         "until SIGTERM/SIGINT)."),
+            typer.Option(
+                "--for",
+                help="Stop gracefully after this many seconds (default: run until SIGTERM/SIGINT).",
+            ),
         ] = None,
         metrics_port: Annotated[
             int | None, typer.Option(help="Override metrics.port (0 = any free port).")
@@ -49,7 +51,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the embedded pipeline: MQTT in, rules, alerts, InfluxDB or line-protocol files."""
         from hazardwatch.runner import RunnerConfig
-        from hazardwatch.wiring import WiringError, build_embedded, mqtt_source
+        from hazardwatch.wiring import (
+            WiringError,
+            build_embedded,
+            dead_letter_sink,
+            mqtt_source,
+        )
 
         s = settings()
         if s.effective_mode == "distributed":
@@ -57,7 +64,7 @@ def register(app: typer.Typer) -> None:
                 f"kafka.bootstrap_servers is set ({s.kafka.bootstrap_servers}): that is "
                 "distributed mode",
                 hint="run `hazardwatch bridge` and one or more `hazardwatch worker`, or set "
-                "mode = \"embedded\" to run in one process",
+                'mode = "embedded" to run in one process',
             )
         if not s.mqtt.enabled:
             raise fail(
@@ -68,8 +75,13 @@ def register(app: typer.Typer) -> None:
         _configure_logging(s)
         try:
             source = mqtt_source(s)
-            emb = build_embedded(s, source=source, metrics_port=metrics_port,
-                                 runner_config=RunnerConfig())
+            emb = build_embedded(
+                s,
+                source=source,
+                metrics_port=metrics_port,
+                runner_config=RunnerConfig(),
+                on_reject=dead_letter_sink(s, source),
+            )
         except WiringError as exc:
             raise fail(str(exc), hint=exc.hint) from None
         emb.runner.start()
@@ -85,8 +97,7 @@ def register(app: typer.Typer) -> None:
             target=lambda: (emb.runner.stopped.wait(), stop.set()), daemon=True
         )
         watcher.start()
-        _wait_for_signals(stop, on_hup=lambda: emb.reloader.request("signal"),
-                          duration=duration)
+        _wait_for_signals(stop, on_hup=lambda: emb.reloader.request("signal"), duration=duration)
         emb.runner.stop()
         if emb.runner.failure is not None:
             raise fail(f"evaluation stopped: {emb.runner.failure}", code=1)
@@ -111,7 +122,7 @@ def register(app: typer.Typer) -> None:
         _configure_logging(s)
         try:
             faust_app = create_app(s, worker_id)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
             raise fail(f"cannot build the Faust app: {exc}") from None
         sys.argv = ["hazardwatch-worker", "worker", "--loglevel", loglevel]
         faust_app.main()
@@ -127,8 +138,10 @@ def register(app: typer.Typer) -> None:
 
         s = settings()
         if not s.kafka.bootstrap_servers:
-            raise fail("kafka.bootstrap_servers is empty: the bridge writes to Kafka",
-                       hint="set HW_KAFKA__BOOTSTRAP_SERVERS=host:port")
+            raise fail(
+                "kafka.bootstrap_servers is empty: the bridge writes to Kafka",
+                hint="set HW_KAFKA__BOOTSTRAP_SERVERS=host:port",
+            )
         _configure_logging(s)
         try:
             bridge = build_bridge(s)
@@ -143,28 +156,35 @@ def register(app: typer.Typer) -> None:
 
     @app.command("demo")
     def demo_cmd(
-        minutes: Annotated[
-            float, typer.Option(help="Simulated minutes to run.")
-        ] = 180.0,
+        minutes: Annotated[float, typer.Option(help="Simulated minutes to run.")] = 180.0,
         speed: Annotated[
             float, typer.Option(help="Simulated seconds per wall second (0 = as fast as possible).")
         ] = 0.0,
-        seed: Annotated[int, typer.Option(help="Simulator seed (same seed, same city and "
-                                               "incidents).")] = 7,
+        seed: Annotated[
+            int, typer.Option(help="Simulator seed (same seed, same city and incidents).")
+        ] = 7,
         points: Annotated[int, typer.Option(help="Points in the generated city.")] = 300,
         live: Annotated[bool, typer.Option("--live/--no-live", help="Live terminal view.")] = True,
         out: Annotated[
             Path | None,
-            typer.Option(help="Folder for the demo's files (registry, alarms, truth, report); "
-                         "default: a fresh temporary folder."),
+            typer.Option(
+                help="Folder for the demo's files (registry, alarms, truth, report); "
+                "default: a fresh temporary folder."
+            ),
         ] = None,
     ) -> None:
         """The whole product on a simulated city, no services needed: simulator -> embedded
         pipeline -> local receivers, with a live view and a detection report."""
-        from hazardwatch.demo import DemoOptions, run_demo
+        from hazardwatch.demo import DemoError, DemoOptions, run_demo
 
-        opts = DemoOptions(minutes=minutes, speed=speed, seed=seed, points=points, live=live,
-                           out=out)
-        report = run_demo(opts)
+        opts = DemoOptions(
+            minutes=minutes, speed=speed, seed=seed, points=points, live=live, out=out
+        )
+        try:
+            report = run_demo(opts)
+        except DemoError as exc:
+            raise fail(
+                str(exc), hint="the default --minutes 180 and --points 300 hold every incident kind"
+            ) from None
         if not report.all_detected:
             raise typer.Exit(1)
