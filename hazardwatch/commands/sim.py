@@ -195,20 +195,23 @@ def register(app: typer.Typer) -> None:
                         f"--incidents: unknown kind {k.strip()!r}",
                         hint="kinds: " + ", ".join(ALL_KINDS),
                     ) from None
+        injections = []
+        for spec in inject or []:
+            kind_s, _, at = spec.partition("@")
+            try:
+                kind = IncidentKind(kind_s.strip())
+            except ValueError:
+                raise fail(
+                    f"--inject {spec!r}: unknown kind {kind_s!r}",
+                    hint="kinds: " + ", ".join(ALL_KINDS),
+                ) from None
+            offset = parse_duration_ms(at, f"--inject {spec!r} offset") if at else 0
+            injections.append((kind, start_ms + offset))
         try:
             if kinds:
                 sim.schedule(end_ms, kinds=kinds, repeats=repeat)
-            for spec in inject or []:
-                kind_s, _, at = spec.partition("@")
-                try:
-                    kind = IncidentKind(kind_s.strip())
-                except ValueError:
-                    raise fail(
-                        f"--inject {spec!r}: unknown kind {kind_s!r}",
-                        hint="kinds: " + ", ".join(ALL_KINDS),
-                    ) from None
-                offset = parse_duration_ms(at, f"--inject {spec!r} offset") if at else 0
-                sim.inject(kind, start_ms + offset)
+            for kind, at_ms in injections:
+                sim.inject(kind, at_ms)
         except (ValueError, NoSubject) as exc:
             raise fail(
                 str(exc), hint="make --duration longer, or choose fewer --incidents"
