@@ -292,10 +292,13 @@ class Normalizer:
             else (table.get)
         )
         single = not decoded.batch
+        batch_ts = decoded.ts
         for i, r in enumerate(items):
             tag = r.tag
             info = get(tag)
             ts = r.ts
+            if ts is None:
+                ts = batch_ts  # most batches carry one time for all their readings
             if info is None or type(ts) is not int:
                 info, ts = self._slow_lookup(
                     info,
