@@ -218,16 +218,17 @@ class AlertService:
                 rec, n = self._run(rec, EventType.RAISED, key, now_ms, people=False)
                 notes += n
             elif ch is Change.CLEARED:
-                people = rec.notified
-                if backfill:
-                    # A late alarm that has already cleared: no real-time SMS/WeCom for it;
-                    # withdraw what is still held, the platform keeps the record.
-                    withdrawn = self.outbox.withdraw(
-                        rec.alarm_id, "back-filled alarm already cleared", now_ms,
-                        keep_channels=("platform",), only_held=True)
-                    if withdrawn:
-                        people = False
-                        rec = dataclasses.replace(rec, notified=False)
+                # Cleared while its messages to people are still held (a back-filled alarm
+                # that had already cleared, an offline alarm released by its gateway that
+                # recovers a moment later): nobody is texted about it at all; the platform
+                # keeps the record.
+                withdrawn = self.outbox.withdraw(
+                    rec.alarm_id, "cleared before its hold ended"
+                    + (" (back-filled)" if backfill else ""), now_ms,
+                    keep_channels=("platform",), only_held=True)
+                people = rec.notified and not withdrawn
+                if withdrawn:
+                    rec = dataclasses.replace(rec, notified=False)
                 rec, n = self._run(rec, EventType.CLEARED, key, now_ms, people=people)
                 notes += n
             elif ch in (Change.LATCHED, Change.EVENT_AFTER_CLOSE):
@@ -263,7 +264,15 @@ class AlertService:
                 self.journal.append(f"{self._kind(rec)}.released", rec.subject_id,
                                     {"was": rec.suppressed}, now_ms)
                 if rec2.active and not rec2.notified and rec2.phase is not Phase.CLOSED:
-                    rec2, n = self._run(rec2, EventType.RAISED, f"released@{now_ms}", now_ms)
+                    # Held like a fresh raise: when a gateway recovers, its points' offline
+                    # alarms usually clear a moment later, and then nobody is texted.
+                    inh = 0
+                    if isinstance(rec2, AlarmRecord):
+                        inh = hold_ms(rec2, self.routing.inhibit.gateway_offline_hold_s,
+                                      self.routing.inhibit.fault_process_hold_s,
+                                      self._gateway_of)
+                    rec2, n = self._run(rec2, EventType.RAISED, f"released@{now_ms}", now_ms,
+                                        hold_ms=inh, platform_hold_ms=inh)
                     notes += n
             self._put(rec2)
 

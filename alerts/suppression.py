@@ -9,7 +9,9 @@ or fault alarm first, but nothing guarantees the order (one batch, two partition
 Our choice: notifications of *inhibitable* alarms wait in the outbox for a short hold window
 (`inhibit.gateway_offline_hold_s`, default 60 s, which costs nothing because offline
 detection already waits several reading intervals); when the inhibitor arrives inside the
-window, the held notifications are withdrawn before anyone is told. Process alarms are held
+window, the held notifications are withdrawn before anyone is told. The same hold applies
+when the gateway recovers and releases its points' offline alarms: those that clear within
+the hold (the usual case) are never texted. Process alarms are held
 only if `inhibit.fault_process_hold_s` > 0 (default 0): a real excursion is never delayed for
 the sake of a tidier inbox, so a process alarm that fires before its point's fault is pushed,
 and only its later reminders and escalations stop. Gas alarms at the second level are never

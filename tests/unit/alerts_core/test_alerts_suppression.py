@@ -78,6 +78,21 @@ def test_when_the_gateway_returns_a_point_still_offline_is_raised(service, store
     assert store.get_alarm("O1").suppressed == ""
 
 
+def test_gateway_recovery_then_its_offline_alarms_clearing_texts_nobody(service, store):
+    chans = channels()
+    service.on_alarm(gateway(), T0)
+    service.on_alarm(offline("O1", "AT-1"), T0)
+    service.outbox.deliver_due(T0 + 2 * MIN, chans)
+    service.on_alarm(gateway(state="cleared", ts=T0 + 5 * MIN), T0 + 5 * MIN)
+    service.on_alarm(offline("O1", "AT-1", state="cleared", ts=T0 + 5 * MIN + 900),
+                     T0 + 5 * MIN + 900)
+    service.outbox.deliver_due(T0 + 10 * MIN, chans)
+    sms = [n for n in chans["aliyun_sms"].delivered + chans["wecom"].delivered
+           if n.subject_id == "O1"]
+    assert sms == []
+    assert store.get_alarm("O1").phase is Phase.CLEARED  # recorded all the same
+
+
 def test_instrument_fault_inhibits_that_points_process_alarms(service, store):
     service.on_alarm(alarm("F1", kind="fault", level=None, tag="LT-1", parameter="level",
                            hazard="H02"), T0)
