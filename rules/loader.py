@@ -13,6 +13,7 @@ import fnmatch
 import hashlib
 import itertools
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from rules.schema import (
     StuckRule,
     VoteRule,
 )
-from rules.standards import Pack, choose_packs, gas_setpoints
+from rules.standards import Pack, available_packs, choose_packs, gas_setpoints
 
 USER_PACK = ""  # `pack` of thresholds and rules from the user's own files
 REGISTRY_PACK = "registry"
@@ -327,6 +328,8 @@ def _loc_path(loc: tuple, data: Any) -> tuple[str, tuple]:
             and seg not in node
         ):
             continue  # the discriminator tag, not a key of the file
+        if seg == "[key]":
+            continue  # pydantic marks a bad mapping key this way; the key itself follows
         if seg == "for_":
             seg = "for"
         if isinstance(seg, int):
@@ -347,7 +350,7 @@ def _expected_from(err: Mapping[str, Any]) -> str:
     t = err["type"]
     ctx = err.get("ctx") or {}
     if t == "extra_forbidden":
-        return "no such key (check the spelling; see `hazardwatch rules schema`)"
+        return "only the keys of the rule-file schema here (see `hazardwatch rules schema`)"
     if t == "missing":
         return "this key (it is required)"
     if t == "union_tag_invalid":
@@ -360,6 +363,34 @@ def _expected_from(err: Mapping[str, Any]) -> str:
         return f"one of {ctx.get('expected', '')}"
     if t == "literal_error":
         return f"one of {ctx.get('expected', '')}"
+    simple = {
+        "float_parsing": "a number",
+        "float_type": "a number",
+        "int_parsing": "a whole number",
+        "int_type": "a whole number",
+        "int_from_float": "a whole number",
+        "bool_parsing": "true or false",
+        "bool_type": "true or false",
+        "string_type": "text",
+        "list_type": "a list",
+        "dict_type": "a mapping",
+        "model_type": "a mapping",
+        "model_attributes_type": "a mapping",
+        "finite_number": "a finite number",
+    }
+    if t in simple:
+        return simple[t]
+    bounds = {
+        "greater_than": ">",
+        "greater_than_equal": ">=",
+        "less_than": "<",
+        "less_than_equal": "<=",
+    }
+    if t in bounds:
+        limit = next(iter(ctx.values()), "")
+        return f"a number {bounds[t]} {limit}"
+    if t == "string_pattern_mismatch":
+        return "a name of letters, digits and _ . : - (no spaces, at most 80 characters)"
     msg = str(err["msg"])
     return msg[len("Value error, ") :] if msg.startswith("Value error, ") else msg
 
@@ -401,10 +432,12 @@ def parse_rule_file(text: str, file: str) -> tuple[RuleFile | None, list[RulePro
     except ValidationError as exc:
         for err in exc.errors():
             path, raw = _loc_path(err["loc"], data)
-            line = lines.get(raw)
+            line = lines.get(raw) or lines.get(raw[:-1])
             got = err.get("input")
             if err["type"] == "missing":
                 got = "<nothing>"
+            elif err["type"] == "extra_forbidden":
+                got = f"<unknown key {raw[-1]!r}>"
             elif err["type"] in ("union_tag_invalid",) and isinstance(got, dict):
                 got = got.get("kind")
             elif isinstance(got, dict | list) and err["type"] != "extra_forbidden":
@@ -529,7 +562,7 @@ def _apply(
                         origin.file,
                         f"{where}.unit",
                         f"a unit convertible to {p.unit!r} for {p.key}",
-                        f"{unit!r} ({exc})",
+                        f"<{unit}: {exc}>",
                     )
                 )
                 return
@@ -818,7 +851,27 @@ def load_ruleset(
             problems.extend(probs)
             if model is not None:
                 files.append((str(path), raw, model))
-    return build_ruleset(files, registry, pack_versions=pack_versions, problems=problems)
+    try:
+        return build_ruleset(files, registry, pack_versions=pack_versions, problems=problems)
+    except RuleFileError as exc:
+        texts = {name: raw.decode("utf-8") for name, raw, _m in files}
+        raise RuleFileError([_with_line(p, texts) for p in exc.problems]) from None
+
+
+_PATH_SEG = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
+
+
+def _with_line(p: RuleProblem, texts: Mapping[str, str]) -> RuleProblem:
+    """Add the line of `p.path` to a problem found after parsing (references, names)."""
+    text = texts.get(p.file)
+    if text is None or not p.path or not p.message.startswith(f"{p.file}: "):
+        return p  # not a rule file, or it already names its line
+    raw = tuple(int(m.group(2)) if m.group(2) else m.group(1) for m in _PATH_SEG.finditer(p.path))
+    line = _line_map(text).get(raw)
+    if line is None:
+        return p
+    msg = f"{p.file}:{line}: {p.path}: expected {p.expected}, got {p.got}"
+    return RuleProblem(p.file, p.path, p.expected, p.got, msg)
 
 
 def build_ruleset(
@@ -845,24 +898,34 @@ def build_ruleset(
                 )
             chosen[pack] = version
             chosen_by[pack] = name
-    chosen.update(pack_versions or {})
-    try:
-        packs = choose_packs(chosen)
-    except KeyError as exc:
-        problems.append(
-            _problem(
-                chosen_by.get(str(exc), "packs"),
-                "packs",
-                "a shipped pack and version",
-                f"<{exc.args[0]}>",
+    for pack, version in (pack_versions or {}).items():
+        chosen[pack] = version
+        chosen_by[pack] = "pack_versions (settings rules.standard_pack_versions or --pack)"
+    shipped = available_packs()
+    for pack, version in chosen.items():
+        if pack not in shipped:
+            problems.append(
+                _problem(
+                    chosen_by[pack], f"packs.{pack}", f"a shipped pack ({', '.join(shipped)})", pack
+                )
             )
-        )
-        raise RuleFileError(problems) from None
+        elif version not in shipped[pack]:
+            problems.append(
+                _problem(
+                    chosen_by[pack],
+                    f"packs.{pack}",
+                    f"a version of {pack} ({', '.join(shipped[pack])})",
+                    version,
+                )
+            )
+    if problems:
+        raise RuleFileError(problems)
+    packs = choose_packs(chosen)
 
     names: dict[str, str] = {}
     for pack in packs:
         for r in pack.data.rules:
-            names[r.name] = pack.file
+            names[r.name] = f"pack {pack.name}"
     for name, _raw, rf in files:
         for i, r in enumerate(rf.rules):
             if r.name in names:
@@ -870,11 +933,11 @@ def build_ruleset(
                     _problem(
                         name,
                         f"rules[{i}].name",
-                        f"a rule name not used elsewhere (also in {names[r.name]})",
+                        f"a rule name not used elsewhere (already used by {names[r.name]})",
                         r.name,
                     )
                 )
-            names[r.name] = name
+            names[r.name] = f"rules[{i}] of {Path(name).name}"
     if problems:
         raise RuleFileError(problems)
 

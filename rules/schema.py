@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rules.model import Level
 
@@ -26,16 +27,16 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$"
 def parse_duration_ms(value: Any) -> int:
     """`"10s"`, `"5m"`, `"1h"`, `"250ms"` or a number of seconds -> milliseconds."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 10s, 5m or 1h, got {value!r}")
+        raise ValueError("a duration like 10s, 5m, 1h or 250ms")
     if isinstance(value, int | float):
         if value < 0:
-            raise ValueError(f"expected a duration >= 0, got {value!r}")
+            raise ValueError("a duration >= 0")
         return round(value * 1000)
     if isinstance(value, str):
         m = _DURATION.match(value)
         if m:
             return round(float(m.group(1)) * _UNIT_MS[m.group(2) or "s"])
-    raise ValueError(f"expected a duration like 10s, 5m, 1h or 250ms, got {value!r}")
+    raise ValueError("a duration like 10s, 5m, 1h or 250ms")
 
 
 class _Strict(BaseModel):
@@ -109,17 +110,19 @@ class LimitRule(_Rule):
     def _dur(cls, v: Any) -> int:
         return parse_duration_ms(v)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> LimitRule:
-        lv = self.levels or {}
-        for lo, hi in ((Level.H, Level.HH), (Level.L1, Level.L2)):
-            if lo in lv and hi in lv and not lv[lo] < lv[hi]:
-                raise ValueError(f"{hi} ({lv[hi]}) must be above {lo} ({lv[lo]})")
-        if Level.L in lv and Level.LL in lv and not lv[Level.LL] < lv[Level.L]:
-            raise ValueError(f"LL ({lv[Level.LL]}) must be below L ({lv[Level.L]})")
-        if Level.L in lv and Level.H in lv and not lv[Level.L] < lv[Level.H]:
-            raise ValueError(f"L ({lv[Level.L]}) must be below H ({lv[Level.H]})")
-        return self
+    @field_validator("levels")
+    @classmethod
+    def _ordered(cls, lv: dict[Level, float] | None) -> dict[Level, float] | None:
+        order = [Level.LL, Level.L, Level.H, Level.HH]
+        for seq in (order, [Level.L1, Level.L2]):
+            got = [(x, lv[x]) for x in seq if lv and x in lv]
+            for (a, va), (b, vb) in pairwise(got):
+                if not va < vb:
+                    raise ValueError(
+                        f"set points rising in the order {' < '.join(x for x, _ in got)} "
+                        f"(here {a}={va:g} is not below {b}={vb:g})"
+                    )
+        return lv
 
 
 class OccupancyRule(_Rule):
