@@ -240,3 +240,18 @@ def test_shelve_needs_a_reason_and_a_bounded_expiry(service):
         service.shelve("A1", "u", "r", T0, T0)
     with pytest.raises(InvalidAction, match="at most"):
         service.shelve("A1", "u", "r", T0 + 8 * 24 * 60 * MIN, T0)
+
+
+def test_maintenance_of_an_installation_also_holds_its_warnings(service, store):
+    from tests.unit.alerts_core.conftest import warning
+
+    f = service.file("maintenance", "E001", "u", T0, hazard_code="H01",
+                     planned_end_ms=T0 + 60 * MIN)
+    assert service.on_warning(warning("W1", colour="orange"), T0 + MIN) == []
+    assert store.get_warning("W1").suppressed == f"maintenance:{f.filing_id}"
+    assert service.on_warning(warning("W2", hazard="H02"), T0 + MIN)  # other installation
+    assert [n for n in service.tick(T0 + 30 * MIN) if n.subject_id == "W1"] == []
+    service.end_filing(f.filing_id, "u", T0 + 40 * MIN)
+    rows = [i for i in store.list_outbox(subject_id="W1")
+            if i.notification.event_type is EventType.RAISED]
+    assert "+8613900000001" in {i.notification.recipient for i in rows}  # 橙 reaches 主要负责人
