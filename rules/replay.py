@@ -455,21 +455,20 @@ class ReplayResult:
 
 
 def _columns(engine: Any, readings: Sequence[Reading]) -> tuple[np.ndarray, ...]:
+    """Readings -> the engine's column arrays (point index, ts, value, quality)."""
     index: dict[str, int] = {}
     n = len(readings)
-    pi = np.empty(n, dtype=np.int64)
-    ts = np.empty(n, dtype=np.int64)
-    val = np.empty(n, dtype=np.float64)
-    q = np.empty(n, dtype=np.int8)
-    for i, r in enumerate(readings):
-        k = r.key
-        j = index.get(k)
+
+    def idx(key: str) -> int:
+        j = index.get(key)
         if j is None:
-            j = index[k] = engine.point_index(k)
-        pi[i] = j
-        ts[i] = r.ts_ms
-        val[i] = r.value
-        q[i] = r.quality
+            j = index[key] = engine.point_index(key)
+        return j
+
+    pi = np.fromiter((idx(r.key) for r in readings), dtype=np.int64, count=n)
+    ts = np.fromiter((r.ts_ms for r in readings), dtype=np.int64, count=n)
+    val = np.fromiter((r.value for r in readings), dtype=np.float64, count=n)
+    q = np.fromiter((r.quality for r in readings), dtype=np.int8, count=n)
     return pi, ts, val, q
 
 
