@@ -328,6 +328,8 @@ def create_app(
     the link page answers 404); `clock_ms` gives "now" in epoch ms (tests pass a fixed one)."""
     now_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
     app = FastAPI(
+        # A body that is not JSON at all is refused by FastAPI itself with 400.
+        responses={400: {"model": ErrorOut, "description": "The body is not valid JSON."}},
         title="hazardwatch alerts API",
         version="1",
         description=(
