@@ -63,7 +63,10 @@ class _Strict(BaseModel):
 
 
 def _dur(v: Any) -> int:
-    return parse_duration_ms(v)
+    try:
+        return parse_duration_ms(v)
+    except ValueError:
+        raise ValueError(f"expected a duration like 10s, 5m, 1h or 250ms, got {v!r}") from None
 
 
 class EventIn(_Strict):

@@ -611,8 +611,11 @@ def rules_diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     top: Annotated[int, typer.Option(help="Rows per table.")] = 20,
 ) -> None:
-    """Run OLD and NEW rules on the same history; show added, removed and shifted alarms and
-    KPI changes; exit 1 on the configured regressions (for CI when a rule file changes)."""
+    """Backtest OLD against NEW rules on the same history; exit 1 on regressions.
+
+    Shows alarms added and removed, shifted firings, first-alarm shifts and ISA-18.2 figure
+    changes. Use it in CI when a rule file changes.
+    """
     from rules.diff import DEFAULT_FAIL_ON, FailOnError, diff_alarms, parse_fail_on, regressions
     from rules.replay import run_replay
 
