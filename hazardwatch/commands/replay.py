@@ -18,15 +18,8 @@ import typer
 
 from hazardwatch.cli import fail, settings
 
-try:  # rules-engine's group; `rules test`/`rules diff` join its `check` and `schema`
-    from hazardwatch.commands.rules import rules_app
-
-    _OWN_RULES_APP = False
-except ModuleNotFoundError as _exc:  # pragma: no cover - only before that module exists
-    if _exc.name != "hazardwatch.commands.rules":
-        raise
-    rules_app = typer.Typer(help="Rule files: check, test, diff.", no_args_is_help=True)
-    _OWN_RULES_APP = True
+# rules-engine's group: `rules test` and `rules diff` join its `check` and `schema`.
+from hazardwatch.commands.rules import rules_app
 
 DEFAULTS_ONLY = "@defaults"
 
@@ -701,5 +694,3 @@ def register(app: typer.Typer) -> None:
     app.command("replay")(replay)
     rules_app.command("diff")(rules_diff)
     rules_app.command("test")(rules_test)
-    if _OWN_RULES_APP:
-        app.add_typer(rules_app, name="rules")
