@@ -731,10 +731,12 @@ class Machine:
         heads = plan.vote_heads[vi]
         levels = []
         unhealthy = 0
+        alarmed = 0  # unhealthy for a reason of their own, not their gateway's outage
         for h in heads:
             sh = self.pt(h)
             if sh.fault or sh.offline:
                 unhealthy += 1
+                alarmed += 1 if (sh.fault or sh.offline == 1) else 0
             else:
                 levels.append(sh.act[0])
         levels.sort(reverse=True)
@@ -745,7 +747,8 @@ class Machine:
         else:
             lvl = int(rec["lvl"])  # no healthy head left: hold the last confirmed state
         i0 = heads[0]
-        deg = 1 if unhealthy else 0
+        # The gateway alarm already reports heads silenced by its outage (one alarm).
+        deg = 1 if alarmed else 0
         if deg != rec["deg"]:
             rec["deg"] = deg
             if deg:

@@ -149,7 +149,7 @@ def test_precedence_pack_then_registry_then_user_file(tmp_path):
 
     reg = Registry([point("AT-NH3", "gas.NH3", "ppm", h=20.0), point("AT-NH3-B", "gas.NH3", "ppm")])
     rs = load_ruleset(None, reg)
-    assert [(t.level, t.value, t.pack) for t in rs.thresholds_for("E1/AT-NH3")][0] == (
+    assert next((t.level, t.value, t.pack) for t in rs.thresholds_for("E1/AT-NH3")) == (
         Level.L1,
         20.0,
         "registry",

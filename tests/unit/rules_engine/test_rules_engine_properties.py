@@ -206,7 +206,7 @@ def test_every_firing_is_followed_by_exactly_one_clear_after_recovery(engines, s
     if not readings:
         return
     rec = recovery(readings[-1].ts_ms + 20_000)
-    state, events = run_batches(engine, readings + rec, cuts, rec[-1].ts_ms + 1000)
+    _state, events = run_batches(engine, readings + rec, cuts, rec[-1].ts_ms + 1000)
     by_id = _by_id(events)
     for aid, evs in by_id.items():
         states = [e.state for e in evs]
