@@ -149,6 +149,10 @@ class ApiSettings(_Section):
     port: int = Field(default=8470, ge=1, le=65535)
     public_url: str = "http://127.0.0.1:8470"  # base of the links sent in SMS/WeCom
     tokens_file: Path | None = None  # API tokens and their roles
+    # Signs the acknowledge/dispose links sent by SMS/WeCom (alerts.auth.LinkSigner); without
+    # it links carry no token and the link page is off.
+    link_secret: SecretStr | None = None
+    link_ttl_s: float = Field(default=24 * 3600.0, gt=0)  # the disposition window (DOMAIN §4)
 
 
 class GrafanaSettings(_Section):
