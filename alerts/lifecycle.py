@@ -117,7 +117,8 @@ class AlarmRecord:
         return self.acked_ms is not None
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        # Flat fields only: cheaper than dataclasses.asdict's deep copy on the alarm path.
+        d = {f: getattr(self, f) for f in _ALARM_FIELDS}
         d["colour"] = str(self.colour)
         d["phase"] = str(self.phase)
         d["disposition"] = None if self.disposition is None else str(self.disposition)
@@ -181,7 +182,7 @@ class WarningRecord:
         return self.acked_ms is not None
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = {f: getattr(self, f) for f in _WARNING_FIELDS}
         d["colour"] = str(self.colour)
         d["previous"] = None if self.previous is None else str(self.previous)
         d["phase"] = str(self.phase)
@@ -201,6 +202,8 @@ class WarningRecord:
 
 
 Record = AlarmRecord | WarningRecord
+_ALARM_FIELDS = tuple(f.name for f in dataclasses.fields(AlarmRecord))
+_WARNING_FIELDS = tuple(f.name for f in dataclasses.fields(WarningRecord))
 
 
 def new_alarm(

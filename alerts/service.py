@@ -114,6 +114,12 @@ class AlertService:
         self.pipeline = self._build()
         self.journal.append("routing.loaded", "", {}, now_ms)
 
+    def batch(self):  # -> ContextManager
+        """Apply several calls in one transaction (one fsync): the runner wraps each batch of
+        alarm events in it. A crash inside loses the whole batch, never part of it, and the
+        runner re-delivers its input."""
+        return self.store.transaction()
+
     def record_ruleset_change(self, version: str, now_ms: int, detail: dict[str, Any] | None
                               = None, actor: str = "system") -> None:
         """Journal a rule-version change (the runner calls this on every reload)."""

@@ -209,3 +209,16 @@ def test_backfilled_alarm_still_firing_after_the_hold_is_pushed(service, store):
     assert sms.delivered == []  # still inside the back-fill hold
     service.outbox.deliver_due(T0 + 61_000, chans)
     assert [n.recipient for n in sms.delivered] == [OPERATOR_H01]
+
+
+def test_a_batch_commits_together_and_a_failure_inside_rolls_all_of_it_back(service, store):
+    with service.batch():
+        service.on_alarm(alarm("B1"), T0)
+        service.on_alarm(alarm("B2", tag="AT-2"), T0)
+    assert store.get_alarm("B1") and store.get_alarm("B2")
+    head = store.journal_head()
+    with pytest.raises(RuntimeError), service.batch():
+        service.on_alarm(alarm("B3"), T0)
+        raise RuntimeError("the process died half way")
+    assert store.get_alarm("B3") is None and store.journal_head() == head
+    assert service.on_alarm(alarm("B3"), T0)  # the re-delivered event is applied afresh
