@@ -35,6 +35,7 @@ from rules.risk import OpenWarning, RiskWeights
 DEFAULTS_RESOURCE = "packs/warning-defaults.yaml"
 OVERRIDE_NAME = "warnings.yaml"
 _CLOSED_MEMORY = 1000  # closed warning ids remembered so a repeated disposition is a no-op
+MAX_ALARM_IDS = 100  # alarm ids remembered per warning
 
 
 # --------------------------------------------------------------------------- configuration
@@ -256,15 +257,17 @@ class WarningModel:
             cls = self._classify(ev)
             if cls is None:
                 continue
-            self._advance(st, ev.ts_ms, out)
             inst = st.insts.get(_key(ev.enterprise_code, ev.hazard_code))
             if inst is None:
                 inst = _Inst(ev.enterprise_code, ev.hazard_code)
                 st.insts[_key(ev.enterprise_code, ev.hazard_code)] = inst
+            # Installations are independent: only this one's timers must run first.
+            self._advance_inst(inst, ev.ts_ms, out)
             self._apply(inst, ev, cls)
-            self._evaluate(inst, ev.ts_ms, out, backfill=ev.backfill)
+            if ev.state == AlarmState.FIRING:  # a clear can make no condition true
+                self._evaluate(inst, ev.ts_ms, out, backfill=ev.backfill)
         self._advance(st, now_ms, out)
-        return st, out
+        return st, _ordered(out)
 
     def tick(
         self, state: WarningModelState, now_ms: int
@@ -273,7 +276,7 @@ class WarningModel:
         st = state.copy()
         out: list[WarningEvent] = []
         self._advance(st, now_ms, out)
-        return st, out
+        return st, _ordered(out)
 
     def close(
         self, state: WarningModelState, warning_id_: str, now_ms: int, reason: str = ""
@@ -313,7 +316,7 @@ class WarningModel:
         if self.config.reassert_after_disposition:
             self._evaluate(inst, now_ms, out, backfill=False, reasserted=True)
         self._forget_if_idle(st, inst)
-        return st, out
+        return st, _ordered(out)
 
     def open_warnings(
         self, state: WarningModelState, enterprise_code: str | None = None
@@ -546,7 +549,7 @@ class WarningModel:
             prev = Colour(w.colour)
             w.colour = colour.value
             w.colour_since_ms = t
-            w.alarm_ids = list(dict.fromkeys([*w.alarm_ids, *ids]))
+            w.alarm_ids = _merge_ids(w.alarm_ids, ids)
             out.append(
                 WarningEvent(
                     ts_ms=t,
@@ -562,7 +565,7 @@ class WarningModel:
                 )
             )
         else:
-            w.alarm_ids = list(dict.fromkeys([*w.alarm_ids, *ids]))
+            w.alarm_ids = _merge_ids(w.alarm_ids, ids)
 
     def _due_times(self, inst: _Inst) -> Iterable[tuple[int, str]]:
         """Pending timed conditions as (due time, alarm id or "" for a colour timer). Each is
@@ -582,20 +585,11 @@ class WarningModel:
                 yield w.colour_since_ms + int(cfg.red.orange_unresolved_s * 1000), ""
 
     def _advance(self, st: WarningModelState, now_ms: int, out: list[WarningEvent]) -> None:
-        """Fire every timed condition due by `now_ms`, in time order."""
+        """Fire every timed condition due by `now_ms` in every installation; forget what no
+        longer matters."""
         for key in sorted(st.insts):
             inst = st.insts[key]
-            while True:
-                due = [d for d in self._due_times(inst) if d[0] <= now_ms]
-                if not due:
-                    break
-                t, aid = min(due)
-                before = inst.warning.colour if inst.warning else None
-                self._evaluate(inst, t, out, backfill=False)
-                if aid:
-                    inst.active[aid].persist_done = True
-                elif (inst.warning.colour if inst.warning else None) == before:
-                    break  # defensive: a colour timer that changed nothing must not spin
+            self._advance_inst(inst, now_ms, out)
             window = int(self.config.yellow.repeat_window_s * 1000)
             for tag in list(inst.repeats):
                 kept = [x for x in inst.repeats[tag] if x > now_ms - window]
@@ -605,7 +599,20 @@ class WarningModel:
                     del inst.repeats[tag]
         for inst in list(st.insts.values()):
             self._forget_if_idle(st, inst)
-        out.sort(key=lambda e: e.ts_ms)
+
+    def _advance_inst(self, inst: _Inst, now_ms: int, out: list[WarningEvent]) -> None:
+        """Fire the installation's timed conditions due by `now_ms`, in time order."""
+        while True:
+            due = [d for d in self._due_times(inst) if d[0] <= now_ms]
+            if not due:
+                break
+            t, aid = min(due)
+            before = inst.warning.colour if inst.warning else None
+            self._evaluate(inst, t, out, backfill=False)
+            if aid:
+                inst.active[aid].persist_done = True
+            elif (inst.warning.colour if inst.warning else None) == before:
+                break  # defensive: a colour timer that changed nothing must not spin
 
     @staticmethod
     def _forget_if_idle(st: WarningModelState, inst: _Inst) -> None:
@@ -613,6 +620,20 @@ class WarningModel:
         # has nothing to remember.
         if inst.warning is None and not inst.active and not inst.repeats:
             st.insts.pop(_key(inst.enterprise_code, inst.hazard_code), None)
+
+
+def _merge_ids(have: list[str], new: list[str]) -> list[str]:
+    """The alarms a warning covers, first ones first, bounded so a chattering point cannot
+    grow the state without limit (the alerts stage keeps the full alarm history)."""
+    if len(have) >= MAX_ALARM_IDS:
+        return have
+    return list(dict.fromkeys([*have, *new]))[:MAX_ALARM_IDS]
+
+
+def _ordered(out: list[WarningEvent]) -> list[WarningEvent]:
+    """Time order; the same instant by installation (stable, so one installation's own
+    sequence, e.g. raised then upgraded, is kept)."""
+    return sorted(out, key=lambda e: (e.ts_ms, e.enterprise_code, e.hazard_code))
 
 
 def _points(by_tag: Mapping[str, _Active]) -> list[str]:
