@@ -362,3 +362,66 @@ def test_rules_test_with_registry_option(tmp_path, capsys):
     assert rc == 1 and "no `registry:` in the file and no --registry given" in out
     rc, out, _ = run(capsys, "rules", "test", str(d), "--registry", REG)
     assert rc == 0, out
+
+
+def test_replay_uses_the_rules_dirs_warning_override_and_jsonl_input(tmp_path, capsys):
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "warnings.yaml").write_text(
+        "orange:\n  second_level: false\n  zone_points: 0\n"
+        "red:\n  second_level_points: 0\n"
+        "  toxic_with_excursion: false\n"
+    )
+    hist = tmp_path / "h.jsonl"
+    hist.write_text(
+        '{"ts": "2026-11-29T08:00:00Z", "enterprise_code": "RPL01", "tag": "AT-CH4-1", "v": 60}\n'
+    )
+    warn = tmp_path / "w.jsonl"
+    rc, _, err = run(
+        capsys,
+        "replay",
+        "--registry",
+        REG,
+        "--readings",
+        str(hist),
+        "--rules",
+        str(d),
+        "--out",
+        str(tmp_path / "a.jsonl"),
+        "--warnings-out",
+        str(warn),
+    )
+    assert rc == 0, err
+    # second level alone no longer makes it orange under this site's warning model
+    assert [w["colour"] for w in records(warn)] == ["blue"]
+
+
+def test_replay_bad_warning_override_and_unwritable_out(tmp_path, capsys):
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "warnings.yaml").write_text("yellow:\n  repeat_count: one\n")
+    rc, _, err = run(
+        capsys,
+        "replay",
+        "--registry",
+        REG,
+        "--readings",
+        HIST,
+        "--rules",
+        str(d),
+        "--out",
+        str(tmp_path / "a.jsonl"),
+    )
+    assert rc == 2 and "yellow.repeat_count" in err and "warnings.yaml" in err
+    rc, _, err = run(
+        capsys,
+        "replay",
+        "--registry",
+        REG,
+        "--readings",
+        HIST,
+        "--out",
+        str(tmp_path / "no" / "dir" / "a.jsonl"),
+        "--json-summary",
+    )
+    assert rc == 2 and "cannot write" in err
