@@ -24,6 +24,7 @@ from alerts.routing import (
     RoutingConfig,
     colour_at_tier,
     platform_recipient,
+    role_recipients,
     route,
 )
 from alerts.suppression import (
@@ -53,6 +54,7 @@ class Intent:
     tier: int | None = None  # route at this tier (default: the subject's own)
     only_new_since_tier: int | None = None  # escalation: skip who the lower tier already told
     colour: Colour | None = None  # route at this colour (default: the subject's)
+    roles: tuple[str, ...] | None = None  # only these roles instead of the colour ladder
     hold_ms: int = 0  # people's messages wait this long for a late inhibitor / clear
     platform_hold_ms: int = 0  # the platform's record waits (inhibition hold only)
     note: str = ""
@@ -115,8 +117,11 @@ def build_pipeline(
         if intent.people:
             colour = intent.colour or Colour(rec.colour)
             tier = rec.tier if intent.tier is None else intent.tier
-            out = route(routing, _subject_of(rec), colour, tier)
-            if intent.only_new_since_tier is not None:
+            if intent.roles is not None:
+                out = role_recipients(routing, _subject_of(rec), list(intent.roles))
+            else:
+                out = route(routing, _subject_of(rec), colour, tier)
+            if intent.only_new_since_tier is not None and intent.roles is None:
                 before = {r.key for r in route(routing, _subject_of(rec), colour,
                                                intent.only_new_since_tier)}
                 out = [r for r in out if r.key not in before]

@@ -581,6 +581,13 @@ class AlertService:
                     rec = dataclasses.replace(rec, overdue=True, updated_ms=now_ms)
                     self.journal.append(f"{self._kind(rec)}.disposition_overdue",
                                         rec.subject_id, {"raised_ms": rec.raised_ms}, now_ms)
+                    if not rec.suppressed:
+                        # Not disposed in time: the district/park duty officers hear of it
+                        # once (and it is listed in the district's daily report).
+                        rec, n = self._run(rec, EventType.REMINDER, "disposition_overdue",
+                                           now_ms, roles=("main", "district", "park"),
+                                           note="处置超期: 请尽快填报处置结果")
+                        notes += n
                 if rec != orig:
                     self._put(rec)
         return notes

@@ -79,8 +79,10 @@ def test_no_disposition_within_24_hours_is_overdue(service, store):
     service.on_alarm(alarm(state="cleared", ts=T0 + 2 * MIN), T0 + 2 * MIN)
     service.tick(T0 + 24 * 60 * MIN - 1)
     assert not store.get_alarm("A1").overdue
-    service.tick(T0 + 24 * 60 * MIN)
+    overdue = service.tick(T0 + 24 * 60 * MIN)
     assert store.get_alarm("A1").overdue
+    assert recipients(people(overdue, EventType.REMINDER)) == {MAIN, DISTRICT, PARK}
+    assert all("处置超期" in n.body for n in people(overdue))
     kinds = [r[2] for r in store.journal_rows(subject_id="A1")]
     assert kinds.count("alarm.disposition_overdue") == 1
     service.tick(T0 + 25 * 60 * MIN)
