@@ -691,6 +691,35 @@ def rules_test(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("replay")(replay)
-    rules_app.command("diff")(rules_diff)
-    rules_app.command("test")(rules_test)
+    app.command("replay", epilog=_REPLAY_EPILOG)(replay)
+    rules_app.command("diff", epilog=_DIFF_EPILOG)(rules_diff)
+    rules_app.command("test", epilog=_TEST_EPILOG)(rules_test)
+
+
+# Shown under --help (click keeps these lines as written in a "\b" block).
+_REPLAY_EPILOG = """\b
+Example:
+  hazardwatch replay -r registry.csv --rules rules/ --readings history.csv \\
+      -o alarms.jsonl
+Input CSV: ts,enterprise_code,tag,value[,unit,quality]
+  ts: epoch ms or ISO 8601 with offset; no unit = the point's registered unit.
+JSON lines carry the same fields.
+"""
+_DIFF_EPILOG = """\b
+Example (CI, when a rule file changes):
+  hazardwatch rules diff main-rules/ rules/ -r registry.csv \\
+      --readings last-week.csv --fail-on removed,later:30
+OLD/NEW: a rules directory, one rule file, or @defaults (the standard packs only).
+"""
+_TEST_EPILOG = """\b
+A sidecar file <name>.rules_test.yaml beside the rule files:
+  registry: ../registry.csv
+  tests:
+    - name: NH3 first level
+      interval: 10s
+      input:
+        - {tag: AT-1101, unit: ppm, values: "0 0 40x5 0"}  # 40x5 = 6 values
+      expect:
+        - {at: 20s, tag: AT-1101, kind: limit, level: L1, state: firing}
+        - {at: 80s, tag: AT-1101, kind: limit, state: cleared}
+"""
