@@ -424,10 +424,19 @@ class AliyunSmsReceiver(Receiver):
         if req.method == "POST":
             params.update(parse_qsl(req.body.decode("utf-8"), keep_blank_values=True))
         required = [
-            "AccessKeyId", "Action", "Format", "SignatureMethod", "SignatureNonce",
-            "SignatureVersion", "Timestamp", "Version", "Signature", "PhoneNumbers",
-            "SignName", "TemplateCode",
-        ]  # fmt: skip
+            "AccessKeyId",
+            "Action",
+            "Format",
+            "SignatureMethod",
+            "SignatureNonce",
+            "SignatureVersion",
+            "Timestamp",
+            "Version",
+            "Signature",
+            "PhoneNumbers",
+            "SignName",
+            "TemplateCode",
+        ]
         missing = [k for k in required if not params.get(k)]
         if missing:
             return self._err(400, "MissingParameter", f"missing {missing}")
@@ -519,8 +528,9 @@ class TencentSmsReceiver(Receiver):
 
     def _err(self, code: str, message: str) -> Reply:
         self._reject(f"{code}: {message}")
-        return Reply(200, {"Response": {"Error": {"Code": code, "Message": message},
-                                        "RequestId": "local"}})  # fmt: skip
+        return Reply(
+            200, {"Response": {"Error": {"Code": code, "Message": message}, "RequestId": "local"}}
+        )
 
     def handle(self, req: Request) -> Reply:
         m = _TC3.fullmatch(req.headers.get("authorization", ""))
@@ -649,9 +659,13 @@ class WechatReceiver(Receiver):
             valid, expired = token in self._tokens, token in self._expired
         if not valid:
             self._reject("expired access token" if expired else "invalid access token")
-            return Reply(200, {"errcode": 42001 if expired else 40001,
-                               "errmsg": "access_token expired" if expired
-                               else "invalid credential"})  # fmt: skip
+            return Reply(
+                200,
+                {
+                    "errcode": 42001 if expired else 40001,
+                    "errmsg": "access_token expired" if expired else "invalid credential",
+                },
+            )
         try:
             doc = req.json()
         except ValueError:

@@ -63,11 +63,19 @@ def browser(tmp_path):
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run", "--no-default-browser-check", "--disable-extensions",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--lang=zh-CN",
-    ):  # fmt: skip
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-extensions",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--lang=zh-CN",
+    ):
         opts.add_argument(flag)
     # A phone: desktop windows cannot be narrower than about 500 px, an emulated device can.
     opts.add_experimental_option(
@@ -126,10 +134,11 @@ def test_acknowledge_then_dispose_from_the_sms_link(served, browser):
     # The gas reading falls back to normal (消警); the page, reopened, offers the disposition.
     world.now[0] += 10 * MIN
     world.service.on_alarm(
-        alarm_event("a-e001-2", "E001", "AT-2", level="L2", state="cleared",
-                    ts=T0 + 14 * MIN, value=3.0),
+        alarm_event(
+            "a-e001-2", "E001", "AT-2", level="L2", state="cleared", ts=T0 + 14 * MIN, value=3.0
+        ),
         T0 + 14 * MIN,
-    )  # fmt: skip
+    )
     browser.get(link)
     _wait(browser, lambda d: _text(d, "phase") == "已消警，待处置", "cleared phase shown")
     assert browser.find_element(By.ID, "person").get_attribute("value") == "赵六"  # remembered

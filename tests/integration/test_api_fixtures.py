@@ -35,19 +35,52 @@ LINK_SECRET = "link-secret-for-tests-4f9a"
 
 
 def _point(ent: str, tag: str, district: str, hazard: str = "H01") -> Point:
-    return Point(enterprise_code=ent, enterprise_name=f"{ent} 化工有限公司",
-                 industry=Industry.HAZCHEM, district=district, hazard_code=hazard,
-                 hazard_level=2, zone="Z1", gateway_code="GW1", tag=tag, parameter="gas.NH3",
-                 unit="mg/m3", range_low=0, range_high=100, h=30, hh=40)  # fmt: skip
+    return Point(
+        enterprise_code=ent,
+        enterprise_name=f"{ent} 化工有限公司",
+        industry=Industry.HAZCHEM,
+        district=district,
+        hazard_code=hazard,
+        hazard_level=2,
+        zone="Z1",
+        gateway_code="GW1",
+        tag=tag,
+        parameter="gas.NH3",
+        unit="mg/m3",
+        range_low=0,
+        range_high=100,
+        h=30,
+        hh=40,
+    )
 
 
-def alarm_event(alarm_id: str, ent: str, tag: str, *, level: str = "L1", state: str = "firing",
-                ts: int = T0, value: float = 35.0) -> AlarmEvent:  # fmt: skip
-    return AlarmEvent(ts_ms=ts, enterprise_code=ent, hazard_code="H01", zone="Z1", tag=tag,
-                      parameter="gas.NH3", kind=Kind.LIMIT, level=Level(level),
-                      state=AlarmState(state), value=value, threshold=30.0, unit="mg/m3",
-                      rule="gas.NH3.limit", alarm_id=alarm_id,
-                      message=f"{tag} 氨气{'二' if level == 'L2' else '一'}级报警")  # fmt: skip
+def alarm_event(
+    alarm_id: str,
+    ent: str,
+    tag: str,
+    *,
+    level: str = "L1",
+    state: str = "firing",
+    ts: int = T0,
+    value: float = 35.0,
+) -> AlarmEvent:
+    return AlarmEvent(
+        ts_ms=ts,
+        enterprise_code=ent,
+        hazard_code="H01",
+        zone="Z1",
+        tag=tag,
+        parameter="gas.NH3",
+        kind=Kind.LIMIT,
+        level=Level(level),
+        state=AlarmState(state),
+        value=value,
+        threshold=30.0,
+        unit="mg/m3",
+        rule="gas.NH3.limit",
+        alarm_id=alarm_id,
+        message=f"{tag} 氨气{'二' if level == 'L2' else '一'}级报警",
+    )
 
 
 @dataclass
@@ -61,8 +94,13 @@ class World:
         return self.now[0]
 
     def app(self):
-        return create_app(self.service, self.store, TokenAuth.from_tokens(TOKENS),
-                          links=self.links, clock_ms=self.clock)  # fmt: skip
+        return create_app(
+            self.service,
+            self.store,
+            TokenAuth.from_tokens(TOKENS),
+            links=self.links,
+            clock_ms=self.clock,
+        )
 
     def link(self, subject_id: str, ttl_ms: int = 3600_000) -> str:
         return f"/a/{subject_id}?t={self.links.sign(subject_id, self.clock() + ttl_ms)}"
@@ -70,10 +108,14 @@ class World:
 
 def build_world(path: Path) -> World:
     registry = Registry(
-        [_point("E001", "AT-1", "KFQ"), _point("E001", "AT-2", "KFQ"),
-         _point("E002", "AT-9", "KFQ"), _point("E003", "AT-5", "YH")],
+        [
+            _point("E001", "AT-1", "KFQ"),
+            _point("E001", "AT-2", "KFQ"),
+            _point("E002", "AT-9", "KFQ"),
+            _point("E003", "AT-5", "YH"),
+        ],
         version="api-test",
-    )  # fmt: skip
+    )
     store = AlertStore(path)
     service = AlertService(store, parse_routing({}), registry, public_url="http://127.0.0.1")
     service.on_alarm(alarm_event("a-e001-1", "E001", "AT-1"), T0)
@@ -81,17 +123,33 @@ def build_world(path: Path) -> World:
     service.on_alarm(alarm_event("a-e002-1", "E002", "AT-9", ts=T0 + 2 * MIN), T0 + 2 * MIN)
     service.on_alarm(alarm_event("a-e003-1", "E003", "AT-5", ts=T0 + 3 * MIN), T0 + 3 * MIN)
     service.on_warning(
-        WarningEvent(ts_ms=T0 + MIN, warning_id="w-e001-1", enterprise_code="E001",
-                     hazard_code="H01", colour=Colour.ORANGE, previous=None,
-                     state=WarningState.RAISED, reason="二级报警", alarm_ids=("a-e001-2",)),
+        WarningEvent(
+            ts_ms=T0 + MIN,
+            warning_id="w-e001-1",
+            enterprise_code="E001",
+            hazard_code="H01",
+            colour=Colour.ORANGE,
+            previous=None,
+            state=WarningState.RAISED,
+            reason="二级报警",
+            alarm_ids=("a-e001-2",),
+        ),
         T0 + MIN,
-    )  # fmt: skip
+    )
     service.on_warning(
-        WarningEvent(ts_ms=T0 + 2 * MIN, warning_id="w-e002-1", enterprise_code="E002",
-                     hazard_code="H01", colour=Colour.BLUE, previous=None,
-                     state=WarningState.RAISED, reason="一级报警", alarm_ids=("a-e002-1",)),
+        WarningEvent(
+            ts_ms=T0 + 2 * MIN,
+            warning_id="w-e002-1",
+            enterprise_code="E002",
+            hazard_code="H01",
+            colour=Colour.BLUE,
+            previous=None,
+            state=WarningState.RAISED,
+            reason="一级报警",
+            alarm_ids=("a-e002-1",),
+        ),
         T0 + 2 * MIN,
-    )  # fmt: skip
+    )
     return World(store, service, LinkSigner(LINK_SECRET))
 
 

@@ -21,8 +21,9 @@ from schemathesis.specs.openapi.checks import (
 
 from .test_api_fixtures import ADMIN, E001, build_world
 
-_DIR = Path(tempfile.mkdtemp(prefix="hw-api-fuzz-", dir="/dev/shm" if Path("/dev/shm").is_dir()
-                             else None))  # fmt: skip
+_DIR = Path(
+    tempfile.mkdtemp(prefix="hw-api-fuzz-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None)
+)
 WORLD = build_world(_DIR / "alerts.sqlite")
 APP = WORLD.app()
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
@@ -49,9 +50,12 @@ def _cleanup():
 @settings(
     max_examples=10,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                           HealthCheck.function_scoped_fixture],
-)  # fmt: skip
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 def test_no_server_error_and_answers_match_the_spec(case, token):
     # Sent through Starlette's (httpx) test client rather than `case.call()`: schemathesis's
     # requests transport breaks on the urllib3-future that another dependency installs.

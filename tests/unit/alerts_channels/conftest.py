@@ -82,8 +82,9 @@ class Wired:
     notification: Notification
 
 
-def build(kind: str, base_url: str, transport: httpx.BaseTransport | None = None,
-          clock=lambda: NOW) -> Wired:  # fmt: skip
+def build(
+    kind: str, base_url: str, transport: httpx.BaseTransport | None = None, clock=lambda: NOW
+) -> Wired:
     """One channel of `kind` talking to `base_url` (a receiver or a mock)."""
     t = dict(transport=transport, clock=clock, timeout_s=2.0)
     if kind == "platform":
@@ -95,23 +96,39 @@ def build(kind: str, base_url: str, transport: httpx.BaseTransport | None = None
         )
         return Wired(ch, [ROBOT_KEY], note(channel="wecom", recipient="qj001-duty"))
     if kind == "aliyun_sms":
-        ch = AliyunSmsChannel("LTAI-test-id", ALIYUN_SECRET, "潜江应急", "SMS_71390007",
-                              endpoint=base_url + "/", **t)  # fmt: skip
+        ch = AliyunSmsChannel(
+            "LTAI-test-id", ALIYUN_SECRET, "潜江应急", "SMS_71390007", endpoint=base_url + "/", **t
+        )
         return Wired(ch, [ALIYUN_SECRET], note(channel="aliyun_sms"))
     if kind == "tencent_sms":
-        ch = TencentSmsChannel("AKID-test-id", TENCENT_SECRET, "1400000001", "潜江应急", "449739",
-                               param_names=("enterprise", "point", "level", "value"),
-                               endpoint=base_url + "/", **t)  # fmt: skip
+        ch = TencentSmsChannel(
+            "AKID-test-id",
+            TENCENT_SECRET,
+            "1400000001",
+            "潜江应急",
+            "449739",
+            param_names=("enterprise", "point", "level", "value"),
+            endpoint=base_url + "/",
+            **t,
+        )
         return Wired(ch, [TENCENT_SECRET], note(channel="tencent_sms"))
     if kind == "webhook":
-        ch = WebhookChannel(base_url + f"/hook?access_token={WEBHOOK_URL_TOKEN}", WEBHOOK_SECRET,
-                            bearer_token=WEBHOOK_TOKEN, **t)  # fmt: skip
-        return Wired(ch, [WEBHOOK_SECRET, WEBHOOK_TOKEN, WEBHOOK_URL_TOKEN],
-                     note(channel="webhook", recipient="ops"))  # fmt: skip
+        ch = WebhookChannel(
+            base_url + f"/hook?access_token={WEBHOOK_URL_TOKEN}",
+            WEBHOOK_SECRET,
+            bearer_token=WEBHOOK_TOKEN,
+            **t,
+        )
+        return Wired(
+            ch,
+            [WEBHOOK_SECRET, WEBHOOK_TOKEN, WEBHOOK_URL_TOKEN],
+            note(channel="webhook", recipient="ops"),
+        )
     if kind == "wechat":
         ch = WechatTemplateChannel("wx-app-id", WECHAT_SECRET, "TPL-alarm", api_base=base_url, **t)
-        return Wired(ch, [WECHAT_SECRET, WECHAT_TOKEN],
-                     note(channel="wechat", recipient="oPENID-abc"))  # fmt: skip
+        return Wired(
+            ch, [WECHAT_SECRET, WECHAT_TOKEN], note(channel="wechat", recipient="oPENID-abc")
+        )
     raise AssertionError(kind)
 
 

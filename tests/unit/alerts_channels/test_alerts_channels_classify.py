@@ -18,15 +18,34 @@ NOW = 1_795_076_800.0  # Thu, 19 Nov 2026 08:26:40 GMT
 
 # Every status a provider might send, and what the outbox must do with it.
 TABLE = [
-    (200, "delivered"), (201, "delivered"), (202, "delivered"), (204, "delivered"),
-    (100, "give_up"), (301, "give_up"), (302, "give_up"), (304, "give_up"),
-    (400, "give_up"), (401, "give_up"), (403, "give_up"), (404, "give_up"),
-    (405, "give_up"), (409, "give_up"), (410, "give_up"), (413, "give_up"),
-    (415, "give_up"), (422, "give_up"),
-    (408, "retry"), (425, "retry"), (429, "retry"),
-    (500, "retry"), (501, "retry"), (502, "retry"), (503, "retry"), (504, "retry"),
+    (200, "delivered"),
+    (201, "delivered"),
+    (202, "delivered"),
+    (204, "delivered"),
+    (100, "give_up"),
+    (301, "give_up"),
+    (302, "give_up"),
+    (304, "give_up"),
+    (400, "give_up"),
+    (401, "give_up"),
+    (403, "give_up"),
+    (404, "give_up"),
+    (405, "give_up"),
+    (409, "give_up"),
+    (410, "give_up"),
+    (413, "give_up"),
+    (415, "give_up"),
+    (422, "give_up"),
+    (408, "retry"),
+    (425, "retry"),
+    (429, "retry"),
+    (500, "retry"),
+    (501, "retry"),
+    (502, "retry"),
+    (503, "retry"),
+    (504, "retry"),
     (599, "retry"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("status", "expected"), TABLE)

@@ -90,12 +90,16 @@ def test_no_channel_leaks_a_secret(kind, scenario, token_first, caplog):
 def test_misconfigured_channels_name_the_setting_not_the_secret(kind, caplog):
     """A channel missing part of its configuration gives up with a reason naming what is
     missing; the parts it does hold stay out of the message."""
-    wired = build(kind, "https://provider.example", transport=httpx.MockTransport(
-        lambda r: httpx.Response(500)))  # fmt: skip
+    wired = build(
+        kind,
+        "https://provider.example",
+        transport=httpx.MockTransport(lambda r: httpx.Response(500)),
+    )
     n = wired.notification
     if kind == "wecom":
-        n = n.__class__(**{**{f: getattr(n, f) for f in n.__struct_fields__},
-                           "recipient": "unknown-robot"})  # fmt: skip
+        n = n.__class__(
+            **{**{f: getattr(n, f) for f in n.__struct_fields__}, "recipient": "unknown-robot"}
+        )
         v = wired.channel.send(n)
         assert not v.ok and not v.retryable
         assert "unknown-robot" in v.reason and "qj001-duty" in v.reason

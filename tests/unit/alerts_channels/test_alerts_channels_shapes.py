@@ -59,22 +59,35 @@ def replace(n, **kw):
 def test_aliyun_signature_matches_the_sms_documentation_example():
     # help.aliyun.com/document_detail/56189 (SendSms signature example).
     params = {
-        "AccessKeyId": "testId", "Action": "SendSms", "Format": "XML", "OutId": "123",
-        "PhoneNumbers": "15300000001", "RegionId": "cn-hangzhou", "SignName": "阿里云短信测试专用",
-        "SignatureMethod": "HMAC-SHA1", "SignatureNonce": "45e25e9b-0a6f-4070-8c85-2956eda1b466",
-        "SignatureVersion": "1.0", "TemplateCode": "SMS_71390007",
-        "TemplateParam": '{"customer":"test"}', "Timestamp": "2017-07-12T02:42:19Z",
+        "AccessKeyId": "testId",
+        "Action": "SendSms",
+        "Format": "XML",
+        "OutId": "123",
+        "PhoneNumbers": "15300000001",
+        "RegionId": "cn-hangzhou",
+        "SignName": "阿里云短信测试专用",
+        "SignatureMethod": "HMAC-SHA1",
+        "SignatureNonce": "45e25e9b-0a6f-4070-8c85-2956eda1b466",
+        "SignatureVersion": "1.0",
+        "TemplateCode": "SMS_71390007",
+        "TemplateParam": '{"customer":"test"}',
+        "Timestamp": "2017-07-12T02:42:19Z",
         "Version": "2017-05-25",
-    }  # fmt: skip
+    }
     assert rpc_signature("GET", params, "testSecret") == "zJDF+Lrzhj/ThnlvIToysFRq6t4="
 
 
 def test_aliyun_signature_matches_the_rpc_documentation_example():
     params = {
-        "Format": "XML", "AccessKeyId": "testid", "Action": "DescribeRegions",
-        "SignatureMethod": "HMAC-SHA1", "SignatureNonce": "3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf",
-        "SignatureVersion": "1.0", "Version": "2014-05-26", "Timestamp": "2016-02-23T12:46:24Z",
-    }  # fmt: skip
+        "Format": "XML",
+        "AccessKeyId": "testid",
+        "Action": "DescribeRegions",
+        "SignatureMethod": "HMAC-SHA1",
+        "SignatureNonce": "3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf",
+        "SignatureVersion": "1.0",
+        "Version": "2014-05-26",
+        "Timestamp": "2016-02-23T12:46:24Z",
+    }
     assert rpc_signature("GET", params, "testsecret") == "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
 
 
@@ -210,8 +223,13 @@ def test_wecom_long_message_is_cut_by_bytes_keeping_the_link():
 
 def test_wecom_text_mode_mentions_mobiles():
     with WecomReceiver([ROBOT_KEY], clock=Clock()) as rx:
-        ch = WecomChannel({"duty": ROBOT_KEY}, base_url=rx.url, msgtype="text",
-                          mentioned_mobiles={"duty": ["13800000000"]}, clock=Clock())  # fmt: skip
+        ch = WecomChannel(
+            {"duty": ROBOT_KEY},
+            base_url=rx.url,
+            msgtype="text",
+            mentioned_mobiles={"duty": ["13800000000"]},
+            clock=Clock(),
+        )
         assert ch.send(note(channel="wecom", recipient="duty", body="x" * 3000)).ok
         doc = rx.accepted[0].doc
         assert doc["msgtype"] == "text"
@@ -282,8 +300,15 @@ def test_aliyun_sendsms_is_signed_and_carries_template_and_outid():
 def test_aliyun_daily_cap_is_respected_and_resumes_after_beijing_midnight():
     clock = Clock()
     with AliyunSmsReceiver({"LTAI-test-id": ALIYUN_SECRET}, clock=clock) as rx:
-        ch = AliyunSmsChannel("LTAI-test-id", ALIYUN_SECRET, "潜江应急", "SMS_1",
-                              endpoint=rx.url, daily_cap=3, clock=clock)  # fmt: skip
+        ch = AliyunSmsChannel(
+            "LTAI-test-id",
+            ALIYUN_SECRET,
+            "潜江应急",
+            "SMS_1",
+            endpoint=rx.url,
+            daily_cap=3,
+            clock=clock,
+        )
         assert all(ch.send(note(channel="aliyun_sms")).ok for _ in range(3))
         capped = note(channel="aliyun_sms")
         v = ch.send(capped)
@@ -323,14 +348,20 @@ def test_aliyun_wrong_secret_and_bad_number_give_up():
 @pytest.mark.parametrize(
     ("code", "retryable"),
     [
-        ("isv.BUSINESS_LIMIT_CONTROL", True), ("isp.SYSTEM_ERROR", True),
-        ("Throttling.User", True), ("isv.AMOUNT_NOT_ENOUGH", True), ("isp.NEW_THING", True),
-        ("isv.MOBILE_NUMBER_ILLEGAL", False), ("isv.SMS_TEMPLATE_ILLEGAL", False),
-        ("isv.SMS_SIGNATURE_ILLEGAL", False), ("isv.TEMPLATE_MISSING_PARAMETERS", False),
-        ("SignatureDoesNotMatch", False), ("InvalidAccessKeyId.NotFound", False),
+        ("isv.BUSINESS_LIMIT_CONTROL", True),
+        ("isp.SYSTEM_ERROR", True),
+        ("Throttling.User", True),
+        ("isv.AMOUNT_NOT_ENOUGH", True),
+        ("isp.NEW_THING", True),
+        ("isv.MOBILE_NUMBER_ILLEGAL", False),
+        ("isv.SMS_TEMPLATE_ILLEGAL", False),
+        ("isv.SMS_SIGNATURE_ILLEGAL", False),
+        ("isv.TEMPLATE_MISSING_PARAMETERS", False),
+        ("SignatureDoesNotMatch", False),
+        ("InvalidAccessKeyId.NotFound", False),
         ("isv.SOMETHING_NEW", False),
     ],
-)  # fmt: skip
+)
 def test_aliyun_error_codes_map_to_verdicts(code, retryable):
     mock = httpx.MockTransport(lambda r: httpx.Response(200, json={"Code": code, "Message": "m"}))
     w = build("aliyun_sms", "https://dysmsapi.example", transport=mock)
@@ -342,8 +373,9 @@ def test_aliyun_error_codes_map_to_verdicts(code, retryable):
 
 
 def test_tencent_sendsms_is_tc3_signed_with_positional_params():
-    with TencentSmsReceiver({"AKID-test-id": TENCENT_SECRET}, sdk_app_ids=["1400000001"],
-                            clock=Clock()) as rx:  # fmt: skip
+    with TencentSmsReceiver(
+        {"AKID-test-id": TENCENT_SECRET}, sdk_app_ids=["1400000001"], clock=Clock()
+    ) as rx:
         w = build("tencent_sms", rx.base_url)
         assert w.channel.send(w.notification).ok, rx.rejected
         doc = rx.accepted[0].doc
@@ -351,7 +383,10 @@ def test_tencent_sendsms_is_tc3_signed_with_positional_params():
         assert doc["TemplateParamSet"] == ["潜江某化工", "AT-1101", "二级", "62"]
         assert doc["SessionContext"] == w.notification.id
         assert (doc["SmsSdkAppId"], doc["TemplateId"], doc["SignName"]) == (
-            "1400000001", "449739", "潜江应急")  # fmt: skip
+            "1400000001",
+            "449739",
+            "潜江应急",
+        )
         assert w.channel.send(w.notification).ok and rx.requests == 1
 
 
@@ -380,17 +415,21 @@ def test_tencent_wrong_key_and_missing_parameter_give_up():
     [
         ("LimitExceeded.PhoneNumberDailyLimit", True, 86400 - (16 * 3600 + 26 * 60 + 40)),
         ("LimitExceeded.PhoneNumberOneHourLimit", True, 3600.0),
-        ("RequestLimitExceeded", True, None), ("InternalError.Timeout", True, None),
+        ("RequestLimitExceeded", True, None),
+        ("InternalError.Timeout", True, None),
         ("FailedOperation.InsufficientBalanceInSmsPackage", True, None),
         ("InvalidParameterValue.IncorrectPhoneNumber", False, None),
         ("FailedOperation.TemplateIncorrectOrUnapproved", False, None),
         ("UnauthorizedOperation.SmsSdkAppIdVerifyFail", False, None),
     ],
-)  # fmt: skip
+)
 def test_tencent_codes_map_to_verdicts(code, retryable, wait):
     status = {"SerialNo": "", "PhoneNumber": "+8613800000000", "Code": code, "Message": "m"}
-    mock = httpx.MockTransport(lambda r: httpx.Response(
-        200, json={"Response": {"SendStatusSet": [status], "RequestId": "r"}}))  # fmt: skip
+    mock = httpx.MockTransport(
+        lambda r: httpx.Response(
+            200, json={"Response": {"SendStatusSet": [status], "RequestId": "r"}}
+        )
+    )
     w = build("tencent_sms", "https://sms.example", transport=mock)
     v = w.channel.send(w.notification)
     assert not v.ok and v.retryable is retryable and code in v.reason
@@ -399,9 +438,13 @@ def test_tencent_codes_map_to_verdicts(code, retryable, wait):
 
 @pytest.mark.parametrize(
     ("raw", "e164"),
-    [("13800000000", "+8613800000000"), ("+8613800000000", "+8613800000000"),
-     ("008613800000000", "+8613800000000"), ("138 0000 0000", "+8613800000000")],
-)  # fmt: skip
+    [
+        ("13800000000", "+8613800000000"),
+        ("+8613800000000", "+8613800000000"),
+        ("008613800000000", "+8613800000000"),
+        ("138 0000 0000", "+8613800000000"),
+    ],
+)
 def test_tencent_numbers_are_e164(raw, e164):
     assert e164_cn(raw) == e164
 
@@ -456,8 +499,15 @@ def test_wechat_wrong_app_secret_gives_up():
 def test_event_types_reach_the_platform_in_order_per_alarm():
     with PlatformReceiver(PLATFORM_SECRET, clock=Clock()) as rx:
         w = build("platform", rx.base_url)
-        for i, et in enumerate([EventType.RAISED, EventType.ESCALATED, EventType.ACKNOWLEDGED,
-                                EventType.CLEARED, EventType.DISPOSED]):  # fmt: skip
+        for i, et in enumerate(
+            [
+                EventType.RAISED,
+                EventType.ESCALATED,
+                EventType.ACKNOWLEDGED,
+                EventType.CLEARED,
+                EventType.DISPOSED,
+            ]
+        ):
             assert w.channel.send(note(id=f"a1-{i}", subject_id="a1", event_type=et)).ok
         assert rx.events_for("a1") == ["raised", "escalated", "acknowledged", "cleared", "disposed"]
         assert json.loads(json.dumps(rx.accepted[0].doc))["subject_kind"] == "alarm"
