@@ -83,6 +83,7 @@ class FallbackChannel:
         if not switched or probe:
             v = self.primary.send(n)
             with self._lock:
+                self._last_probe = now  # any try of the primary tells us as much as a probe
                 if v.ok:
                     if self._failing_since is not None:
                         log.info("%s: primary %s recovered", self.name, self.primary.name)
