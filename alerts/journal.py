@@ -32,8 +32,17 @@ def canonical(obj: Any) -> str:
 
 def record_hash(prev_hash: str, seq: int, ts_ms: int, kind: str, subject_id: str, actor: str,
                 data: Any) -> str:
-    body = canonical({"seq": seq, "ts_ms": ts_ms, "kind": kind, "subject_id": subject_id,
-                      "actor": actor, "data": data})
+    return _hash_text(prev_hash, seq, ts_ms, kind, subject_id, actor, canonical(data))
+
+
+def _hash_text(prev_hash: str, seq: int, ts_ms: int, kind: str, subject_id: str, actor: str,
+               data_text: str) -> str:
+    """Same as `record_hash` with the data already in canonical text: the canonical JSON of
+    the record object, built by hand (keys in sorted order) so the data is encoded once."""
+    d = json.dumps
+    body = (f'{{"actor":{d(actor, ensure_ascii=False)},"data":{data_text},'
+            f'"kind":{d(kind, ensure_ascii=False)},"seq":{int(seq)},'
+            f'"subject_id":{d(subject_id, ensure_ascii=False)},"ts_ms":{int(ts_ms)}}}')
     return hashlib.sha256((prev_hash + "\n" + body).encode("utf-8")).hexdigest()
 
 
@@ -74,21 +83,21 @@ class Journal:
 
     def append(self, kind: str, subject_id: str, data: dict[str, Any], ts_ms: int,
                actor: str = "system") -> JournalEntry:
-        data = json.loads(canonical(data))  # what is hashed is exactly what is stored
+        text = canonical(data)  # what is hashed is exactly what is stored
         with self.store.transaction() as db:
             seq, prev = self.store.journal_head()
             prev = prev or GENESIS
             seq += 1
-            h = record_hash(prev, seq, ts_ms, kind, subject_id, actor, data)
+            h = _hash_text(prev, seq, ts_ms, kind, subject_id, actor, text)
             db.execute(
                 "INSERT INTO journal (seq, ts_ms, kind, subject_id, actor, data, prev_hash,"
                 " hash) VALUES (?,?,?,?,?,?,?,?)",
-                (seq, ts_ms, kind, subject_id, actor, canonical(data), prev, h),
+                (seq, ts_ms, kind, subject_id, actor, text, prev, h),
             )
             db.execute(
                 "INSERT INTO journal_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT(id)"
                 " DO UPDATE SET seq=excluded.seq, hash=excluded.hash", (seq, h))
-        return JournalEntry(seq, ts_ms, kind, subject_id, actor, data, prev, h)
+        return JournalEntry(seq, ts_ms, kind, subject_id, actor, json.loads(text), prev, h)
 
     def entries(self, since_ms: int | None = None, until_ms: int | None = None,
                 subject_id: str | None = None) -> Iterator[JournalEntry]:
@@ -122,7 +131,7 @@ class Journal:
                 return VerifyResult(False, seq, f"record {seq}: data is not valid JSON", n)
             if canonical(data) != data_s:
                 return VerifyResult(False, seq, f"record {seq}: data was rewritten", n)
-            h = record_hash(prev_hash, seq, ts_ms, kind, subject_id, actor, data)
+            h = _hash_text(prev_hash, seq, ts_ms, kind, subject_id, actor, data_s)
             if h != stored_hash:
                 return VerifyResult(False, seq, f"record {seq} was edited (hash differs)", n)
             prev_hash = h

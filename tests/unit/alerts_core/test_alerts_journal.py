@@ -7,6 +7,8 @@ import json
 import sqlite3
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alerts.channels.testing import RecordingChannel
 from alerts.journal import Journal, verify_export
@@ -144,3 +146,30 @@ def test_export_rejects_a_time_without_offset(busy, tmp_path, capsys):
     assert main(["audit", "export", "--db", str(busy), "--out", str(tmp_path / "x"),
                  "--since", "yesterday"]) == 2
     assert "--since" in capsys.readouterr().err
+
+
+def test_alerts_outbox_command_counts_by_channel_and_state(busy, capsys):
+    assert main(["alerts", "outbox", "--db", str(busy)]) == 0
+    out = capsys.readouterr().out
+    assert "platform" in out and "wecom" in out and "delivered" in out and "pending" in out
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(), kids, max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=150)
+@given(seq=st.integers(1, 10**9), ts=st.integers(0, 2**48), kind=st.text(),
+       subject=st.text(), actor=st.text(), data=st.dictionaries(st.text(), _json, max_size=4))
+def test_the_hand_built_record_text_is_the_canonical_json_of_the_record(
+        seq, ts, kind, subject, actor, data):
+    import hashlib
+
+    from alerts.journal import _hash_text, canonical, record_hash
+
+    body = canonical({"seq": seq, "ts_ms": ts, "kind": kind, "subject_id": subject,
+                      "actor": actor, "data": data})
+    expected = hashlib.sha256(("p\n" + body).encode("utf-8")).hexdigest()
+    assert record_hash("p", seq, ts, kind, subject, actor, data) == expected
+    assert _hash_text("p", seq, ts, kind, subject, actor, canonical(data)) == expected
