@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alerts.auth import LinkError, LinkSigner, Principal, Role, TokenAuth
+from alerts.channels.base import REDACTED
 from alerts.journal import canonical
 from alerts.lifecycle import AlarmRecord, Phase, WarningRecord
 from alerts.model import Disposition, FilingKind
@@ -282,6 +284,30 @@ def filing_out(f: Filing) -> dict[str, Any]:
     return d
 
 
+# -- logging ---------------------------------------------------------------------------------
+
+_LINK_TOKEN = re.compile(r"([?&]t=)[^&\s\"']+")
+
+
+class LinkTokenFilter(logging.Filter):
+    """Access logs would keep every link token (`/a/<id>?t=...`) for as long as the logs live;
+    the token is cut from the line before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "t=" in msg:
+            record.msg = _LINK_TOKEN.sub(r"\1" + REDACTED, msg)
+            record.args = None
+        return True
+
+
+def _install_log_filter() -> None:
+    for name in ("uvicorn.access", "uvicorn.error", "alerts.api"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, LinkTokenFilter) for f in logger.filters):
+            logger.addFilter(LinkTokenFilter())
+
+
 # -- parameters shared by the routes (module level: FastAPI resolves annotations here) -------
 
 _bearer = HTTPBearer(auto_error=False, description="API token (see alerts/auth.py)")
@@ -327,6 +353,7 @@ def create_app(
     """The API app. `links` verifies the tokens of the acknowledge/dispose links (without it
     the link page answers 404); `clock_ms` gives "now" in epoch ms (tests pass a fixed one)."""
     now_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+    _install_log_filter()
     app = FastAPI(
         # A body that is not JSON at all is refused by FastAPI itself with 400.
         responses={400: {"model": ErrorOut, "description": "The body is not valid JSON."}},

@@ -113,6 +113,7 @@ class AliyunSmsSettings(_Section):
     access_key_secret: SecretStr | None = None
     sign_name: str = ""
     template_code: str = ""
+    daily_cap: int = Field(default=50, ge=1)  # per number per template per day (Aliyun's limit)
 
 
 class TencentSmsSettings(_Section):
@@ -122,6 +123,8 @@ class TencentSmsSettings(_Section):
     sdk_app_id: str = ""
     sign_name: str = ""
     template_id: str = ""
+    # Tencent templates take positional parameters: the notification params in this order.
+    template_params: list[str] = Field(default_factory=list)
 
 
 class WecomSettings(_Section):
@@ -129,6 +132,15 @@ class WecomSettings(_Section):
     # Robot keys by name; routing refers to robots by name, never by key.
     robot_keys: dict[str, SecretStr] = Field(default_factory=dict)
     per_robot_per_minute: int = Field(default=20, ge=1)
+
+
+class WechatSettings(_Section):
+    """WeChat official account (微信公众号) template messages."""
+
+    api_base: str = "https://api.weixin.qq.com"
+    app_id: str = ""
+    app_secret: SecretStr | None = None
+    template_id: str = ""
 
 
 class WebhookSettings(_Section):
@@ -141,6 +153,7 @@ class ChannelsSettings(_Section):
     tencent_sms: TencentSmsSettings = TencentSmsSettings()
     wecom: WecomSettings = WecomSettings()
     webhook: WebhookSettings = WebhookSettings()
+    wechat: WechatSettings = WechatSettings()
     routing_file: Path | None = None
 
 

@@ -365,3 +365,15 @@ def test_link_page_is_served_with_a_strict_policy(client, world):
     csp = r.headers["content-security-policy"]
     assert "script-src 'sha256-" in csp and "unsafe-inline'" not in csp.split("style-src")[0]
     assert r.headers["referrer-policy"] == "no-referrer"
+
+
+def test_link_tokens_never_reach_the_access_log(client, world, caplog):
+    import logging
+
+    token = world.link("a-e001-1").split("t=")[1]
+    caplog.set_level(logging.INFO, logger="uvicorn.access")
+    # The record uvicorn writes for a request (its access-log format and arguments).
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:50000", "GET", f"/a/a-e001-1?t={token}", "1.1", 200
+    )
+    assert token not in caplog.text and "/a/a-e001-1?t=********" in caplog.text
