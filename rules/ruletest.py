@@ -52,6 +52,7 @@ from rules.model import AlarmEvent, AlarmState, Kind, Level
 from rules.schema import parse_duration_ms
 
 SUFFIXES = (".rules_test.yaml", ".rules_test.yml")
+
 DEFAULT_START = "2026-01-01T00:00:00+00:00"
 
 

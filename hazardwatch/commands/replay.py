@@ -711,15 +711,18 @@ Example (CI, when a rule file changes):
       --readings last-week.csv --fail-on removed,later:30
 OLD/NEW: a rules directory, one rule file, or @defaults (the standard packs only).
 """
-_TEST_EPILOG = """\b
-A sidecar file <name>.rules_test.yaml beside the rule files:
-  registry: ../registry.csv
-  tests:
-    - name: NH3 first level
-      interval: 10s
-      input:
-        - {tag: AT-1101, unit: ppm, values: "0 0 40x5 0"}  # 40x5 = 6 values
-      expect:
-        - {at: 20s, tag: AT-1101, kind: limit, level: L1, state: firing}
-        - {at: 80s, tag: AT-1101, kind: limit, state: cleared}
+# The smallest useful sidecar, shown under `rules test --help` (a unit test runs it).
+SIDECAR_EXAMPLE = """\
+registry: ../registry.csv
+tests:
+  - name: NH3 first level
+    interval: 10s
+    input:
+      - {tag: AT-1101, unit: ppm, values: "0 0 40x5 0"}  # 40x5 = 6 values
+    expect:
+      - {at: 20s, tag: AT-1101, kind: limit, level: L1, state: firing}
+      - {at: 80s, tag: AT-1101, kind: limit, state: cleared}
 """
+_TEST_EPILOG = "\b\nA sidecar file <name>.rules_test.yaml beside the rule files:\n" + "".join(
+    f"  {line}\n" for line in SIDECAR_EXAMPLE.splitlines()
+)

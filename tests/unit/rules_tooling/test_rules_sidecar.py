@@ -147,3 +147,19 @@ def test_discover_finds_sidecars_recursively_and_rejects_missing_paths(tmp_path)
     assert [p.name for p in found] == ["wrong.rules_test.yaml", "site.rules_test.yaml"]
     with pytest.raises(FileNotFoundError, match="no such file or directory"):
         discover([tmp_path / "missing"])
+
+
+def test_the_sidecar_example_under_help_passes(tmp_path):
+    import hazardwatch.cli  # noqa: F401 - command modules load through the CLI
+    from hazardwatch.commands.replay import SIDECAR_EXAMPLE as example
+
+    (tmp_path / "registry.csv").write_text(
+        "enterprise_code,enterprise_name,industry,district,hazard_code,hazard_level,zone,"
+        "gateway_code,tag,parameter,unit,range_low,range_high,expected_interval_s\n"
+        "E1,E,hazchem,D,HZ1,2,Z,GW,AT-1101,gas.NH3,mg/m3,0,200,10\n"
+    )
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "nh3.rules_test.yaml").write_text(example)
+    res = run_sidecar(d / "nh3.rules_test.yaml")
+    assert res.passed, res.errors + [f for c in res.cases for f in c.failures]
