@@ -80,6 +80,20 @@ class Decoded:
     ts: int | None = None  # batch time, for readings without their own
     ts_error: str = ""  # why the batch time is unusable, if it is
     batch: bool = False  # the payload was a batch: problems point at one reading by index
+    # Position in the payload of each entry of `readings`, when some were left out (None:
+    # `readings[i]` is item i of the payload).
+    indices: list[int] | None = None
+
+    def add(self, r: RawReading, index: int) -> None:
+        """Append a reading that was item `index` of the payload (lenient paths)."""
+        if self.indices is None:
+            self.indices = list(range(len(self.readings)))
+        self.readings.append(r)
+        self.indices.append(index)
+
+    def index_of(self, i: int) -> int:
+        """Position in the payload of `readings[i]`."""
+        return i if self.indices is None else self.indices[i]
 
     def resolve_ts(self, index: int, r: RawReading) -> int:
         """Epoch ms of reading `index`; raises ValueError saying what is wrong and where."""
@@ -328,7 +342,7 @@ def _canonical_lenient(payload: bytes, decode_exc: msgspec.DecodeError | None) -
     for i, item in enumerate(data):
         r = _lenient_item(item, f"$.data[{i}]", i, batch_ts, out)
         if r is not None:
-            out.readings.append(r)
+            out.add(r, i)
     return out
 
 
@@ -468,7 +482,7 @@ def _provincial_item(it: _Provincial, path: str, index: int | None, out: Decoded
             DecodeProblem(RejectReason.BAD_TIME, f"{exc} at {path}.ts", index, _encoder.encode(it))
         )
         return
-    out.readings.append(RawReading(it.tnm, v, ts))
+    out.add(RawReading(it.tnm, v, ts), index or 0)
 
 
 def _provincial_lenient(payload: bytes, out: Decoded) -> Decoded:

@@ -291,7 +291,6 @@ class Normalizer:
             if cfg.check_gateway
             else (table.get)
         )
-        single = not decoded.batch
         batch_ts = decoded.ts
         for i, r in enumerate(items):
             tag = r.tag
@@ -304,7 +303,6 @@ class Normalizer:
                     info,
                     r,
                     i,
-                    single,
                     decoded,
                     table,
                     enterprise,
@@ -326,7 +324,7 @@ class Normalizer:
                         f"{detail} (point {enterprise}/{r.tag})",
                         r,
                         i,
-                        single,
+                        decoded,
                         topic,
                         received_ms,
                         payload,
@@ -343,7 +341,7 @@ class Normalizer:
                             c[1],
                             r,
                             i,
-                            single,
+                            decoded,
                             topic,
                             received_ms,
                             payload,  # type: ignore[arg-type]
@@ -368,7 +366,7 @@ class Normalizer:
                                 "(already accepted)",
                                 r,
                                 i,
-                                single,
+                                decoded,
                                 topic,
                                 received_ms,
                                 payload,
@@ -386,7 +384,6 @@ class Normalizer:
         info: _PointInfo | None,
         r: RawReading,
         i: int,
-        single: bool,
         decoded: Decoded,
         table: dict[str, _PointInfo],
         enterprise: str,
@@ -409,15 +406,15 @@ class Normalizer:
                     f"{known.gateway!r}, but came from gateway {gateway!r}"
                 )
             rejects.append(
-                self._reject_item(reason, detail, r, i, single, topic, received_ms, payload)
+                self._reject_item(reason, detail, r, i, decoded, topic, received_ms, payload)
             )
             return None, 0
         try:
-            return info, decoded.resolve_ts(i, r)
+            return info, decoded.resolve_ts(decoded.index_of(i), r)
         except ValueError as exc:
             rejects.append(
                 self._reject_item(
-                    RejectReason.BAD_TIME, str(exc), r, i, single, topic, received_ms, payload
+                    RejectReason.BAD_TIME, str(exc), r, i, decoded, topic, received_ms, payload
                 )
             )
             return None, 0
@@ -429,14 +426,17 @@ class Normalizer:
         reason: RejectReason,
         detail: str,
         r: object,
-        index: int,
-        single: bool,
+        i: int,
+        decoded: Decoded,
         topic: str,
         received_ms: int,
         payload: bytes,
     ) -> DeadLetter:
-        if single:
+        """Dead letter for `decoded.readings[i]`: the whole message when it was one reading,
+        else that reading alone with its position in the payload."""
+        if not decoded.batch:
             return self._dead(reason, detail, topic, received_ms, payload, None)
+        index = decoded.index_of(i)
         return self._dead(reason, detail, topic, received_ms, _json.encode(r), index)
 
     def _problems(

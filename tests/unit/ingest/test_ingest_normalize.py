@@ -334,3 +334,22 @@ def test_bad_input_is_dead_lettered_with_its_reason(registry, topic, payload, re
 def test_the_bad_input_table_is_large_enough():
     assert len(BAD_INPUTS) >= 30
     assert {b[3] for b in BAD_INPUTS} >= set(R) - {R.DUPLICATE}
+
+
+def test_dead_letters_point_at_the_right_reading_after_a_lenient_decode(norm):
+    # item 0 fails decoding (so the decoder keeps items 1 and 2); item 2's own problem must
+    # still be reported as index 2, not as its position among the kept readings
+    payload = j(
+        {"ts": NOW, "data": [{"v": 1}, {"tag": "AT-1101", "v": 2}, {"tag": "NOPE", "v": 3}]}
+    )
+    res = norm.normalize(TOPIC, payload, NOW)
+    assert [r.tag for r in res.readings] == ["AT-1101"]
+    assert sorted((d.index, d.reason) for d in res.rejects) == [(0, R.SCHEMA), (2, R.UNKNOWN_TAG)]
+    prov = j(
+        [
+            {"tnm": "AT-1101", "ts": "bad", "val": "1"},
+            {"tnm": "NOPE", "ts": "2026-11-29 08:00:00", "val": "1"},
+        ]
+    )
+    res = norm.normalize(TOPIC, prov, NOW)
+    assert sorted((d.index, d.reason) for d in res.rejects) == [(0, R.BAD_TIME), (1, R.UNKNOWN_TAG)]
