@@ -511,3 +511,36 @@ def test_event_types_reach_the_platform_in_order_per_alarm():
             assert w.channel.send(note(id=f"a1-{i}", subject_id="a1", event_type=et)).ok
         assert rx.events_for("a1") == ["raised", "escalated", "acknowledged", "cleared", "disposed"]
         assert json.loads(json.dumps(rx.accepted[0].doc))["subject_kind"] == "alarm"
+
+
+def test_aliyun_receiver_refuses_a_reused_nonce_and_a_fresh_one_passes():
+    nonces = iter(["n-1", "n-1", "n-2"])
+    with AliyunSmsReceiver({"LTAI-test-id": ALIYUN_SECRET}, clock=Clock()) as rx:
+        ch = AliyunSmsChannel(
+            "LTAI-test-id",
+            ALIYUN_SECRET,
+            "潜江应急",
+            "SMS_1",
+            endpoint=rx.url,
+            clock=Clock(),
+            nonce=lambda: next(nonces),
+        )
+        assert ch.send(note(channel="aliyun_sms")).ok
+        v = ch.send(note(channel="aliyun_sms"))  # a replay of the signed request is refused
+        assert v.retryable and "SignatureNonceUsed" in v.reason
+        assert ch.send(note(channel="aliyun_sms")).ok
+        assert rx.delivered == 2
+
+
+def test_tencent_receiver_checks_the_signature_over_the_body_as_sent():
+    with TencentSmsReceiver({"AKID-test-id": TENCENT_SECRET}, clock=Clock()) as rx:
+        w = build("tencent_sms", rx.base_url)
+        body, headers = w.channel.request(w.notification, NOW)
+        tampered = body.replace(b"+8613800000000", b"+8613900000000")
+        r = httpx.post(rx.url, content=tampered, headers=headers)
+        assert r.json()["Response"]["Error"]["Code"] == "AuthFailure.SignatureFailure"
+        r = httpx.post(rx.url, content=body, headers=headers)
+        assert r.json()["Response"]["SendStatusSet"][0]["Code"] == "Ok"
+        stale = {**headers, "X-TC-Timestamp": str(int(NOW) - 600)}
+        r = httpx.post(rx.url, content=body, headers=stale)
+        assert r.json()["Response"]["Error"]["Code"] == "AuthFailure.SignatureExpire"
