@@ -49,9 +49,11 @@ def overdue_at(rec: AlarmRecord | WarningRecord, esc: Escalation) -> int | None:
 def due(rec: AlarmRecord | WarningRecord, esc: Escalation, now_ms: int) -> list[Timer]:
     """The timers that have expired at `now_ms`, escalation first."""
     out = []
-    for timer, at in ((Timer.ESCALATE, ack_deadline(rec, esc)),
-                      (Timer.REMIND, reminder_at(rec, esc)),
-                      (Timer.OVERDUE, overdue_at(rec, esc))):
+    for timer, at in (
+        (Timer.ESCALATE, ack_deadline(rec, esc)),
+        (Timer.REMIND, reminder_at(rec, esc)),
+        (Timer.OVERDUE, overdue_at(rec, esc)),
+    ):
         if at is not None and at <= now_ms:
             out.append(timer)
     return out
@@ -59,6 +61,9 @@ def due(rec: AlarmRecord | WarningRecord, esc: Escalation, now_ms: int) -> list[
 
 def next_due_ms(rec: AlarmRecord | WarningRecord, esc: Escalation) -> int | None:
     """The earliest pending timer of a record (the runner may sleep until then)."""
-    times = [t for t in (ack_deadline(rec, esc), reminder_at(rec, esc), overdue_at(rec, esc))
-             if t is not None]
+    times = [
+        t
+        for t in (ack_deadline(rec, esc), reminder_at(rec, esc), overdue_at(rec, esc))
+        if t is not None
+    ]
     return min(times) if times else None

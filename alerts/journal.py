@@ -26,23 +26,28 @@ GENESIS = "0" * 64
 
 def canonical(obj: Any) -> str:
     """Canonical JSON: sorted keys, no spaces, UTF-8 kept (so the hash is stable)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
-def record_hash(prev_hash: str, seq: int, ts_ms: int, kind: str, subject_id: str, actor: str,
-                data: Any) -> str:
+def record_hash(
+    prev_hash: str, seq: int, ts_ms: int, kind: str, subject_id: str, actor: str, data: Any
+) -> str:
     return _hash_text(prev_hash, seq, ts_ms, kind, subject_id, actor, canonical(data))
 
 
-def _hash_text(prev_hash: str, seq: int, ts_ms: int, kind: str, subject_id: str, actor: str,
-               data_text: str) -> str:
+def _hash_text(
+    prev_hash: str, seq: int, ts_ms: int, kind: str, subject_id: str, actor: str, data_text: str
+) -> str:
     """Same as `record_hash` with the data already in canonical text: the canonical JSON of
     the record object, built by hand (keys in sorted order) so the data is encoded once."""
     d = json.dumps
-    body = (f'{{"actor":{d(actor, ensure_ascii=False)},"data":{data_text},'
-            f'"kind":{d(kind, ensure_ascii=False)},"seq":{int(seq)},'
-            f'"subject_id":{d(subject_id, ensure_ascii=False)},"ts_ms":{int(ts_ms)}}}')
+    body = (
+        f'{{"actor":{d(actor, ensure_ascii=False)},"data":{data_text},'
+        f'"kind":{d(kind, ensure_ascii=False)},"seq":{int(seq)},'
+        f'"subject_id":{d(subject_id, ensure_ascii=False)},"ts_ms":{int(ts_ms)}}}'
+    )
     return hashlib.sha256((prev_hash + "\n" + body).encode("utf-8")).hexdigest()
 
 
@@ -58,9 +63,16 @@ class JournalEntry:
     hash: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "ts_ms": self.ts_ms, "kind": self.kind,
-                "subject_id": self.subject_id, "actor": self.actor, "data": self.data,
-                "prev_hash": self.prev_hash, "hash": self.hash}
+        return {
+            "seq": self.seq,
+            "ts_ms": self.ts_ms,
+            "kind": self.kind,
+            "subject_id": self.subject_id,
+            "actor": self.actor,
+            "data": self.data,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +93,9 @@ class Journal:
     def __init__(self, store: AlertStore) -> None:
         self.store = store
 
-    def append(self, kind: str, subject_id: str, data: dict[str, Any], ts_ms: int,
-               actor: str = "system") -> JournalEntry:
+    def append(
+        self, kind: str, subject_id: str, data: dict[str, Any], ts_ms: int, actor: str = "system"
+    ) -> JournalEntry:
         text = canonical(data)  # what is hashed is exactly what is stored
         with self.store.transaction() as db:
             seq, prev = self.store.journal_head()
@@ -96,15 +109,22 @@ class Journal:
             )
             db.execute(
                 "INSERT INTO journal_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT(id)"
-                " DO UPDATE SET seq=excluded.seq, hash=excluded.hash", (seq, h))
+                " DO UPDATE SET seq=excluded.seq, hash=excluded.hash",
+                (seq, h),
+            )
         return JournalEntry(seq, ts_ms, kind, subject_id, actor, json.loads(text), prev, h)
 
-    def entries(self, since_ms: int | None = None, until_ms: int | None = None,
-                subject_id: str | None = None) -> Iterator[JournalEntry]:
+    def entries(
+        self,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        subject_id: str | None = None,
+    ) -> Iterator[JournalEntry]:
         after = 0
         while True:
-            rows = self.store.journal_rows(since_ms, until_ms, subject_id, after_seq=after,
-                                           limit=5000)
+            rows = self.store.journal_rows(
+                since_ms, until_ms, subject_id, after_seq=after, limit=5000
+            )
             if not rows:
                 return
             for r in rows:
@@ -120,11 +140,20 @@ class Journal:
             seq, ts_ms, kind, subject_id, actor, data_s, stored_prev, stored_hash = r
             n += 1
             if seq != expected:
-                return VerifyResult(False, expected, f"record {expected} is missing "
-                                    f"(found {seq} after {expected - 1})", n)
+                return VerifyResult(
+                    False,
+                    expected,
+                    f"record {expected} is missing (found {seq} after {expected - 1})",
+                    n,
+                )
             if stored_prev != prev_hash:
-                return VerifyResult(False, seq, f"record {seq} does not follow record "
-                                    f"{seq - 1} (prev_hash differs: removed or reordered)", n)
+                return VerifyResult(
+                    False,
+                    seq,
+                    f"record {seq} does not follow record "
+                    f"{seq - 1} (prev_hash differs: removed or reordered)",
+                    n,
+                )
             try:
                 data = json.loads(data_s)
             except ValueError:
@@ -138,9 +167,13 @@ class Journal:
             expected += 1
         head_seq, head_hash = self.store.journal_head()
         if head_seq != expected - 1 or (head_seq and head_hash != prev_hash):
-            return VerifyResult(False, expected if head_seq >= expected else head_seq,
-                                f"the journal ends at record {expected - 1} but its head "
-                                f"says {head_seq}: records were removed from the end", n)
+            return VerifyResult(
+                False,
+                expected if head_seq >= expected else head_seq,
+                f"the journal ends at record {expected - 1} but its head "
+                f"says {head_seq}: records were removed from the end",
+                n,
+            )
         return VerifyResult(True, None, f"{n} records, chain intact", n)
 
     def _raw_rows(self) -> Iterator[tuple]:
@@ -152,8 +185,7 @@ class Journal:
             yield from rows
             after = rows[-1][0]
 
-    def export(self, path: Path, since_ms: int | None = None, until_ms: int | None = None
-               ) -> int:
+    def export(self, path: Path, since_ms: int | None = None, until_ms: int | None = None) -> int:
         """Write the records (with their hashes, so an inspector can re-verify the chain)
         as JSON lines; returns how many."""
         path = Path(path)
@@ -181,10 +213,10 @@ def verify_export(path: Path) -> VerifyResult:
             if last_seq is not None and seq != last_seq + 1:
                 return VerifyResult(False, last_seq + 1, f"record {last_seq + 1} is missing", n)
             if prev is not None and d["prev_hash"] != prev:
-                return VerifyResult(False, seq, f"record {seq} does not follow its predecessor",
-                                    n)
-            h = record_hash(d["prev_hash"], seq, d["ts_ms"], d["kind"], d["subject_id"],
-                            d["actor"], d["data"])
+                return VerifyResult(False, seq, f"record {seq} does not follow its predecessor", n)
+            h = record_hash(
+                d["prev_hash"], seq, d["ts_ms"], d["kind"], d["subject_id"], d["actor"], d["data"]
+            )
             if h != d["hash"]:
                 return VerifyResult(False, seq, f"record {seq} was edited (hash differs)", n)
             prev, last_seq = h, seq

@@ -265,8 +265,16 @@ def apply_alarm_event(
         if not rec.active:
             # Present again under the same id (latched alarm re-asserting): a new raise.
             return dataclasses.replace(
-                rec, level=new_level, colour=colour, active=True, phase=Phase.FIRING,
-                acked_ms=None, acked_by="", cleared_ms=None, notified=False, **facts,
+                rec,
+                level=new_level,
+                colour=colour,
+                active=True,
+                phase=Phase.FIRING,
+                acked_ms=None,
+                acked_by="",
+                cleared_ms=None,
+                notified=False,
+                **facts,
             ), [Change.RAISED]
         if new_level == rec.level:
             return dataclasses.replace(rec, **facts), []
@@ -274,8 +282,13 @@ def apply_alarm_event(
         if up:
             # A worse level must be acknowledged again (ISA-18.2: a new annunciation).
             return dataclasses.replace(
-                rec, level=new_level, colour=max(colour, rec.colour, key=lambda c: c.rank),
-                phase=Phase.FIRING, acked_ms=None, acked_by="", **facts,
+                rec,
+                level=new_level,
+                colour=max(colour, rec.colour, key=lambda c: c.rank),
+                phase=Phase.FIRING,
+                acked_ms=None,
+                acked_by="",
+                **facts,
             ), [Change.LEVEL_UP]
         return dataclasses.replace(rec, level=new_level, **facts), [Change.LEVEL_DOWN]
     # cleared
@@ -399,8 +412,11 @@ def apply_warning_event(
     from rules.model import WarningState
 
     alarm_ids = tuple(dict.fromkeys((*rec.alarm_ids, *ev.alarm_ids)))
-    base = {"updated_ms": now_ms, "event_ts_ms": max(rec.event_ts_ms, ev.ts_ms),
-            "alarm_ids": alarm_ids}
+    base = {
+        "updated_ms": now_ms,
+        "event_ts_ms": max(rec.event_ts_ms, ev.ts_ms),
+        "alarm_ids": alarm_ids,
+    }
     if ev.state is WarningState.CLOSED:
         # The warning model confirms a close that was filed here; nothing new to tell anyone.
         return dataclasses.replace(rec, **base), []
@@ -409,7 +425,15 @@ def apply_warning_event(
         return dataclasses.replace(rec, **base), [Change.EVENT_AFTER_CLOSE]
     if colour.rank > rec.colour.rank:
         return dataclasses.replace(
-            rec, colour=colour, previous=rec.colour, reason=ev.reason, phase=Phase.FIRING,
-            acked_ms=None, acked_by="", tier=0, tier_since_ms=now_ms, **base,
+            rec,
+            colour=colour,
+            previous=rec.colour,
+            reason=ev.reason,
+            phase=Phase.FIRING,
+            acked_ms=None,
+            acked_by="",
+            tier=0,
+            tier_since_ms=now_ms,
+            **base,
         ), [Change.COLOUR_UP]
     return dataclasses.replace(rec, reason=ev.reason or rec.reason, **base), []

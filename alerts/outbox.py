@@ -98,11 +98,19 @@ class DeliveryReport:
     rate_limited: int = 0  # heads left waiting for their rate-limit window
     outcomes: list[DeliveryOutcome] = field(default_factory=list)
 
-    def _add(self, n: Notification, channel: str, result: str, attempts: int, now_ms: int
-             ) -> None:
-        self.outcomes.append(DeliveryOutcome(
-            n.id, n.enterprise_code, channel, str(n.event_type), result, attempts,
-            float(max(now_ms - n.created_ms, 0)), now_ms))
+    def _add(self, n: Notification, channel: str, result: str, attempts: int, now_ms: int) -> None:
+        self.outcomes.append(
+            DeliveryOutcome(
+                n.id,
+                n.enterprise_code,
+                channel,
+                str(n.event_type),
+                result,
+                attempts,
+                float(max(now_ms - n.created_ms, 0)),
+                now_ms,
+            )
+        )
 
 
 def _frac(key: str) -> float:
@@ -110,8 +118,9 @@ def _frac(key: str) -> float:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
 
 
-def backoff_ms(notification_id: str, attempt: int, cfg: OutboxConfig,
-               retry_after_s: float | None = None) -> int:
+def backoff_ms(
+    notification_id: str, attempt: int, cfg: OutboxConfig, retry_after_s: float | None = None
+) -> int:
     """Delay before retry number `attempt` (1-based): exponential, capped, with "equal
     jitter" (between half and all of the step) so a fleet of retries does not stampede a
     recovering service; never sooner than the service's Retry-After."""
@@ -128,8 +137,9 @@ def stable_id(*parts: object) -> str:
 
 
 class Outbox:
-    def __init__(self, store: AlertStore, config: OutboxConfig | None = None,
-                 journal: Journal | None = None) -> None:
+    def __init__(
+        self, store: AlertStore, config: OutboxConfig | None = None, journal: Journal | None = None
+    ) -> None:
         self.store = store
         self.config = config or OutboxConfig()
         self.journal = journal or Journal(store)
@@ -137,8 +147,9 @@ class Outbox:
 
     # -- enqueue --------------------------------------------------------------------------
 
-    def enqueue(self, notifications: Iterable[Notification], *, hold_ms: int = 0
-                ) -> list[Notification]:
+    def enqueue(
+        self, notifications: Iterable[Notification], *, hold_ms: int = 0
+    ) -> list[Notification]:
         """Store notifications (before any send); ids already stored are skipped, so
         enqueueing the same message twice sends it once. Returns the newly stored ones."""
         stored = []
@@ -147,23 +158,38 @@ class Outbox:
                 if self.store.insert_notification(n, n.created_ms + max(hold_ms, 0)):
                     stored.append(n)
                     self.journal.append(
-                        "notify.enqueued", n.subject_id,
-                        {"id": n.id, "channel": n.channel, "recipient": n.recipient,
-                         "event_type": str(n.event_type), "hold_ms": hold_ms},
-                        n.created_ms)
+                        "notify.enqueued",
+                        n.subject_id,
+                        {
+                            "id": n.id,
+                            "channel": n.channel,
+                            "recipient": n.recipient,
+                            "event_type": str(n.event_type),
+                            "hold_ms": hold_ms,
+                        },
+                        n.created_ms,
+                    )
         return stored
 
-    def withdraw(self, subject_id: str, reason: str, now_ms: int,
-                 keep_channels: Sequence[str] = (), only_held: bool = False) -> list[str]:
+    def withdraw(
+        self,
+        subject_id: str,
+        reason: str,
+        now_ms: int,
+        keep_channels: Sequence[str] = (),
+        only_held: bool = False,
+    ) -> list[str]:
         """Withdraw what is not yet delivered for a subject (an inhibitor arrived in the
         hold window, or a back-filled alarm turned out to be cleared already). With
         `only_held`, only messages still inside their hold window and never tried."""
         with self.store.transaction():
-            ids = self.store.withdraw(subject_id, keep_channels=keep_channels,
-                                      held_after_ms=now_ms if only_held else None)
+            ids = self.store.withdraw(
+                subject_id, keep_channels=keep_channels, held_after_ms=now_ms if only_held else None
+            )
             if ids:
-                self.journal.append("notify.withdrawn", subject_id,
-                                    {"ids": ids, "reason": reason}, now_ms)
+                self.journal.append(
+                    "notify.withdrawn", subject_id, {"ids": ids, "reason": reason}, now_ms
+                )
         return ids
 
     # -- delivery -------------------------------------------------------------------------
@@ -178,8 +204,7 @@ class Outbox:
                     break
         return report
 
-    def _pass(self, now_ms: int, channels: Mapping[str, Channel], report: DeliveryReport
-              ) -> bool:
+    def _pass(self, now_ms: int, channels: Mapping[str, Channel], report: DeliveryReport) -> bool:
         rows = self.store.list_outbox(state=("pending", "merged"))
         heads: list[OutboxItem] = []
         seen: set[tuple[str, str, str]] = set()
@@ -198,8 +223,12 @@ class Outbox:
             if row.not_before_ms > now_ms:
                 continue
             if row.attempts > 0 and now_ms - row.created_ms >= self.config.dead_after_s * 1000:
-                self._dead(row, f"undelivered after {self.config.dead_after_s:.0f} s: "
-                           f"{row.last_error}", now_ms, report)
+                self._dead(
+                    row,
+                    f"undelivered after {self.config.dead_after_s:.0f} s: {row.last_error}",
+                    now_ms,
+                    report,
+                )
                 progressed = True
                 continue
             if row.next_attempt_ms > now_ms:
@@ -217,8 +246,9 @@ class Outbox:
             limit = getattr(ch, "rate_limit", None)
             if limit:
                 max_n, per_s = limit
-                used = len(self.store.attempts_since(chan_name, recipient,
-                                                     now_ms - int(per_s * 1000) + 1))
+                used = len(
+                    self.store.attempts_since(chan_name, recipient, now_ms - int(per_s * 1000) + 1)
+                )
                 cap = max_n - used
                 if cap <= 0:
                     report.rate_limited += len(items)
@@ -227,8 +257,7 @@ class Outbox:
                     # Earlier digests go first and are never folded again (a digest of
                     # digests would hide the alarms they list); the rest share what is left
                     # of the window, the last slot being one new digest.
-                    digests = [x for x in items if x[0].notification.event_type
-                               is EventType.DIGEST]
+                    digests = [x for x in items if x[0].notification.event_type is EventType.DIGEST]
                     others = [x for x in items if x not in digests]
                     for row, _ in digests[:cap]:
                         self._send(row, ch, now_ms, report)
@@ -238,7 +267,7 @@ class Outbox:
                         progressed = True
                         continue
                     if len(others) > cap:
-                        keep, fold = others[: cap - 1], others[cap - 1:]
+                        keep, fold = others[: cap - 1], others[cap - 1 :]
                     else:
                         keep, fold = others, []
                     for row, _ in keep:
@@ -255,13 +284,15 @@ class Outbox:
                     progressed = True
         return progressed
 
-    def _pick_channel(self, name: str, channels: Mapping[str, Channel], now_ms: int
-                      ) -> str | None:
+    def _pick_channel(self, name: str, channels: Mapping[str, Channel], now_ms: int) -> str | None:
         fb = self.config.fallbacks.get(name)
         if name in channels:
             since = self.store.channel_failing_since(name)
-            if (fb in channels and since is not None
-                    and now_ms - since >= self.config.fallback_after_s * 1000):
+            if (
+                fb in channels
+                and since is not None
+                and now_ms - since >= self.config.fallback_after_s * 1000
+            ):
                 return fb
             return name
         return fb if fb in channels else None
@@ -270,15 +301,24 @@ class Outbox:
         """Fold rows for one (channel, recipient) into one digest notification, stored first."""
         first = rows[0].notification
         ids = [r.notification.id for r in rows]
-        msg = render_digest([(r.notification.subject_id, r.notification.title) for r in rows],
-                            first.recipient, min(r.created_ms for r in rows), now_ms)
+        msg = render_digest(
+            [(r.notification.subject_id, r.notification.title) for r in rows],
+            first.recipient,
+            min(r.created_ms for r in rows),
+            now_ms,
+        )
         enterprises = sorted({r.notification.enterprise_code for r in rows})
         digest = Notification(
-            id=stable_id("digest", *ids), channel=first.channel, recipient=first.recipient,
-            event_type=EventType.DIGEST, subject_kind="digest",
+            id=stable_id("digest", *ids),
+            channel=first.channel,
+            recipient=first.recipient,
+            event_type=EventType.DIGEST,
+            subject_kind="digest",
             subject_id=stable_id("digest-subject", *ids),
             enterprise_code=enterprises[0] if len(enterprises) == 1 else "*",
-            title=msg.title, body=msg.body, params=msg.params,
+            title=msg.title,
+            body=msg.body,
+            params=msg.params,
             payload={"merged": ids, "subjects": [r.notification.subject_id for r in rows]},
             created_ms=now_ms,
         )
@@ -286,9 +326,17 @@ class Outbox:
             self.store.insert_notification(digest, now_ms)
             for r in rows:
                 self.store.update_outbox(r.notification.id, state="merged", digest_id=digest.id)
-            self.journal.append("notify.digest", digest.subject_id,
-                                {"id": digest.id, "merged": ids, "recipient": first.recipient,
-                                 "channel": first.channel}, now_ms)
+            self.journal.append(
+                "notify.digest",
+                digest.subject_id,
+                {
+                    "id": digest.id,
+                    "merged": ids,
+                    "recipient": first.recipient,
+                    "channel": first.channel,
+                },
+                now_ms,
+            )
         report.digests += 1
         report.merged += len(rows)
         item = self.store.get_notification(digest.id)
@@ -309,35 +357,69 @@ class Outbox:
             verdict = Verdict.retry(f"channel raised {type(exc).__name__}")
         attempt_no = row.attempts + 1
         with self.store.transaction():
-            self.store.add_attempt(Attempt(n.id, now_ms, used, n.recipient, verdict.ok,
-                                           verdict.retryable, verdict.status, verdict.reason))
+            self.store.add_attempt(
+                Attempt(
+                    n.id,
+                    now_ms,
+                    used,
+                    n.recipient,
+                    verdict.ok,
+                    verdict.retryable,
+                    verdict.status,
+                    verdict.reason,
+                )
+            )
             self.store.set_channel_health(used, verdict.ok, now_ms)
             self.journal.append(
-                "notify.attempt", n.subject_id,
-                {"id": n.id, "channel": used, "recipient": n.recipient, "attempt": attempt_no,
-                 "ok": verdict.ok, "retryable": verdict.retryable, "status": verdict.status,
-                 "reason": verdict.reason}, now_ms, actor=used)
+                "notify.attempt",
+                n.subject_id,
+                {
+                    "id": n.id,
+                    "channel": used,
+                    "recipient": n.recipient,
+                    "attempt": attempt_no,
+                    "ok": verdict.ok,
+                    "retryable": verdict.retryable,
+                    "status": verdict.status,
+                    "reason": verdict.reason,
+                },
+                now_ms,
+                actor=used,
+            )
             if verdict.ok:
-                self.store.update_outbox(n.id, state="delivered", delivered_ms=now_ms,
-                                         attempts=attempt_no, via_channel=used, last_error="")
+                self.store.update_outbox(
+                    n.id,
+                    state="delivered",
+                    delivered_ms=now_ms,
+                    attempts=attempt_no,
+                    via_channel=used,
+                    last_error="",
+                )
                 if n.event_type is EventType.DIGEST:
                     for r in self.store.list_outbox(state="merged"):
                         if r.digest_id == n.id:
-                            self.store.update_outbox(r.notification.id, state="digested",
-                                                     delivered_ms=now_ms)
+                            self.store.update_outbox(
+                                r.notification.id, state="digested", delivered_ms=now_ms
+                            )
                 report.delivered += 1
                 report._add(n, used, "delivered", attempt_no, now_ms)
                 return True
             first_fail = row.first_failure_ms if row.first_failure_ms is not None else now_ms
             if verdict.retryable:
                 nxt = now_ms + backoff_ms(n.id, attempt_no, self.config, verdict.retry_after_s)
-                self.store.update_outbox(n.id, attempts=attempt_no, next_attempt_ms=nxt,
-                                         first_failure_ms=first_fail, last_error=verdict.reason)
+                self.store.update_outbox(
+                    n.id,
+                    attempts=attempt_no,
+                    next_attempt_ms=nxt,
+                    first_failure_ms=first_fail,
+                    last_error=verdict.reason,
+                )
                 report.retried += 1
                 report._add(n, used, "retrying", attempt_no, now_ms)
                 return False
-            self.store.update_outbox(n.id, attempts=attempt_no, first_failure_ms=first_fail,
-                                     last_error=verdict.reason)
+            self.store.update_outbox(
+                n.id, attempts=attempt_no, first_failure_ms=first_fail, last_error=verdict.reason
+            )
         fresh = self.store.get_notification(n.id)
         self._dead(fresh or row, f"refused by {used}: {verdict.reason}", now_ms, report)
         return True
@@ -349,26 +431,40 @@ class Outbox:
             if n.event_type is EventType.DIGEST:
                 for r in self.store.list_outbox(state="merged"):
                     if r.digest_id == n.id:
-                        self.store.update_outbox(r.notification.id, state="dead",
-                                                 last_error=f"digest dead: {reason}")
-            self.journal.append("notify.dead", n.subject_id,
-                                {"id": n.id, "channel": n.channel, "recipient": n.recipient,
-                                 "reason": reason}, now_ms)
+                        self.store.update_outbox(
+                            r.notification.id, state="dead", last_error=f"digest dead: {reason}"
+                        )
+            self.journal.append(
+                "notify.dead",
+                n.subject_id,
+                {"id": n.id, "channel": n.channel, "recipient": n.recipient, "reason": reason},
+                now_ms,
+            )
             if n.event_type is not EventType.OPERATOR:
                 # The operators must hear of it; their own dead letters tell nobody (no loop).
                 msg = render_operator(
                     f"通知投递失败 {n.channel}->{n.recipient} ({n.subject_id}): {reason}"[:200],
-                    now_ms)
-                self.enqueue([
-                    Notification(
-                        id=stable_id("operator", n.id, r.channel, r.address), channel=r.channel,
-                        recipient=r.address, event_type=EventType.OPERATOR,
-                        subject_kind="operator", subject_id=n.id,
-                        enterprise_code=n.enterprise_code, title=msg.title, body=msg.body,
-                        params=msg.params, payload={"dead": n.id, "reason": reason},
-                        created_ms=now_ms)
-                    for r in self.config.operators])
-        log.error("outbox: dead-lettered %s (%s -> %s): %s", n.id, n.channel, n.recipient,
-                  reason)
+                    now_ms,
+                )
+                self.enqueue(
+                    [
+                        Notification(
+                            id=stable_id("operator", n.id, r.channel, r.address),
+                            channel=r.channel,
+                            recipient=r.address,
+                            event_type=EventType.OPERATOR,
+                            subject_kind="operator",
+                            subject_id=n.id,
+                            enterprise_code=n.enterprise_code,
+                            title=msg.title,
+                            body=msg.body,
+                            params=msg.params,
+                            payload={"dead": n.id, "reason": reason},
+                            created_ms=now_ms,
+                        )
+                        for r in self.config.operators
+                    ]
+                )
+        log.error("outbox: dead-lettered %s (%s -> %s): %s", n.id, n.channel, n.recipient, reason)
         report.dead += 1
         report._add(n, n.channel, "dead", row.attempts, now_ms)

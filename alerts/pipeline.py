@@ -104,12 +104,10 @@ def build_pipeline(
         return suppressed(intent, inhibition(intent.subject, view()))
 
     def filings(intent: Intent) -> Intent:
-        return suppressed(intent, filing_suppression(intent.subject, view().filings,
-                                                     intent.now_ms))
+        return suppressed(intent, filing_suppression(intent.subject, view().filings, intent.now_ms))
 
     def shelve(intent: Intent) -> Intent:
-        return suppressed(intent, shelf_suppression(intent.subject, view().shelves,
-                                                    intent.now_ms))
+        return suppressed(intent, shelf_suppression(intent.subject, view().shelves, intent.now_ms))
 
     def route_stage(intent: Intent) -> Intent:
         rec = intent.subject
@@ -122,8 +120,10 @@ def build_pipeline(
             else:
                 out = route(routing, _subject_of(rec), colour, tier)
             if intent.only_new_since_tier is not None and intent.roles is None:
-                before = {r.key for r in route(routing, _subject_of(rec), colour,
-                                               intent.only_new_since_tier)}
+                before = {
+                    r.key
+                    for r in route(routing, _subject_of(rec), colour, intent.only_new_since_tier)
+                }
                 out = [r for r in out if r.key not in before]
         if intent.platform and routing.channels.platform:
             out.insert(0, platform_recipient())
@@ -135,23 +135,35 @@ def build_pipeline(
         name = enterprise_name(rec.enterprise_code)
         tier = rec.tier if intent.tier is None else intent.tier
         shown = intent.colour or colour_at_tier(Colour(rec.colour), tier)
-        msg = render(rec, intent.event_type, link=link, enterprise_name=name,
-                     colour=shown, note=intent.note)
+        msg = render(
+            rec, intent.event_type, link=link, enterprise_name=name, colour=shown, note=intent.note
+        )
         payload = platform_payload(rec, intent.event_type, name)
         notes: list[Notification] = []
         for r in intent.recipients:
             nid = stable_id(rec.subject_id, intent.event_type, intent.key, r.channel, r.address)
             if outbox.store.has_notification(nid):
                 continue
-            notes.append(Notification(
-                id=nid, channel=r.channel, recipient=r.address, event_type=intent.event_type,
-                subject_kind="alarm" if isinstance(rec, AlarmRecord) else "warning",
-                subject_id=rec.subject_id, enterprise_code=rec.enterprise_code,
-                hazard_code=rec.hazard_code, colour=str(shown),
-                level=getattr(rec, "level", None), title=msg.title, body=msg.body,
-                params=msg.params, payload=payload if r.channel == "platform" else {},
-                link=link, created_ms=intent.now_ms,
-            ))
+            notes.append(
+                Notification(
+                    id=nid,
+                    channel=r.channel,
+                    recipient=r.address,
+                    event_type=intent.event_type,
+                    subject_kind="alarm" if isinstance(rec, AlarmRecord) else "warning",
+                    subject_id=rec.subject_id,
+                    enterprise_code=rec.enterprise_code,
+                    hazard_code=rec.hazard_code,
+                    colour=str(shown),
+                    level=getattr(rec, "level", None),
+                    title=msg.title,
+                    body=msg.body,
+                    params=msg.params,
+                    payload=payload if r.channel == "platform" else {},
+                    link=link,
+                    created_ms=intent.now_ms,
+                )
+            )
         return dataclasses.replace(intent, notifications=tuple(notes))
 
     def enqueue(intent: Intent) -> Intent:
@@ -159,14 +171,17 @@ def build_pipeline(
         held = [n for n in intent.notifications if n.channel != "platform"]
         now = [n for n in intent.notifications if n.channel == "platform"]
         stored: Sequence[Notification] = outbox.enqueue(
-            now, hold_ms=intent.platform_hold_ms) + outbox.enqueue(held, hold_ms=intent.hold_ms)
+            now, hold_ms=intent.platform_hold_ms
+        ) + outbox.enqueue(held, hold_ms=intent.hold_ms)
         return dataclasses.replace(intent, notifications=tuple(stored))
 
-    return Pipeline((
-        ("inhibit", inhibit),
-        ("filings", filings),
-        ("shelve", shelve),
-        ("route", route_stage),
-        ("dedup", dedup),
-        ("enqueue", enqueue),
-    ))
+    return Pipeline(
+        (
+            ("inhibit", inhibit),
+            ("filings", filings),
+            ("shelve", shelve),
+            ("route", route_stage),
+            ("dedup", dedup),
+            ("enqueue", enqueue),
+        )
+    )

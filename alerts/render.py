@@ -17,21 +17,42 @@ from rules.model import Colour
 
 BEIJING = timezone(timedelta(hours=8), "CST")
 
-LEVEL_ZH = {"L1": "一级报警", "L2": "二级报警", "H": "高报", "HH": "高高报", "L": "低报",
-            "LL": "低低报"}
-KIND_ZH = {"limit": "超限报警", "offline": "离线", "gateway": "网关中断", "fault": "仪表故障",
-           "stuck": "数据冻结", "rate": "变化率报警", "vote": "多点确认报警",
-           "vote_degraded": "表决降级", "interlock": "联锁失效", "occupancy": "超员",
-           "event": "事件"}
-EVENT_ZH = {EventType.RAISED: "报警", EventType.ESCALATED: "升级", EventType.CLEARED: "消警",
-            EventType.ACKNOWLEDGED: "已确认", EventType.DISPOSED: "已处置",
-            EventType.REMINDER: "提醒", EventType.DIGEST: "汇总",
-            EventType.MAINTENANCE_OVERDUE: "检修超期", EventType.OPERATOR: "系统告警"}
+LEVEL_ZH = {
+    "L1": "一级报警",
+    "L2": "二级报警",
+    "H": "高报",
+    "HH": "高高报",
+    "L": "低报",
+    "LL": "低低报",
+}
+KIND_ZH = {
+    "limit": "超限报警",
+    "offline": "离线",
+    "gateway": "网关中断",
+    "fault": "仪表故障",
+    "stuck": "数据冻结",
+    "rate": "变化率报警",
+    "vote": "多点确认报警",
+    "vote_degraded": "表决降级",
+    "interlock": "联锁失效",
+    "occupancy": "超员",
+    "event": "事件",
+}
+EVENT_ZH = {
+    EventType.RAISED: "报警",
+    EventType.ESCALATED: "升级",
+    EventType.CLEARED: "消警",
+    EventType.ACKNOWLEDGED: "已确认",
+    EventType.DISPOSED: "已处置",
+    EventType.REMINDER: "提醒",
+    EventType.DIGEST: "汇总",
+    EventType.MAINTENANCE_OVERDUE: "检修超期",
+    EventType.OPERATOR: "系统告警",
+}
 
 
 def beijing(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(BEIJING).strftime(
-        "%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(BEIJING).strftime("%m-%d %H:%M:%S")
 
 
 def _num(x: float | None) -> str:
@@ -59,33 +80,63 @@ def what_of(rec: AlarmRecord | WarningRecord) -> str:
     return f"{where} {Colour(rec.colour).zh}色预警"
 
 
-def platform_payload(rec: AlarmRecord | WarningRecord, event_type: EventType,
-                     enterprise_name: str = "", extra: dict[str, Any] | None = None
-                     ) -> dict[str, Any]:
+def platform_payload(
+    rec: AlarmRecord | WarningRecord,
+    event_type: EventType,
+    enterprise_name: str = "",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The record the platform receives (DESIGN.md platform push): the alarm or warning, its
     enterprise, point, level, colour, values and times, and the event type."""
     d: dict[str, Any] = {"event_type": str(event_type), "enterprise_name": enterprise_name}
     if isinstance(rec, AlarmRecord):
-        d.update({
-            "subject": "alarm", "alarm_id": rec.alarm_id, "enterprise_code": rec.enterprise_code,
-            "district": rec.district, "hazard_code": rec.hazard_code, "zone": rec.zone,
-            "tag": rec.tag, "parameter": rec.parameter, "kind": rec.kind, "level": rec.level,
-            "colour": str(rec.colour), "state": str(rec.phase), "active": rec.active,
-            "value": rec.value, "threshold": rec.threshold, "unit": rec.unit, "rule": rec.rule,
-            "pack": rec.pack, "pack_version": rec.pack_version, "ruleset": rec.ruleset,
-            "raised_at": iso_ms(rec.raised_ms), "event_at": iso_ms(rec.event_ts_ms),
-            "backfill": rec.backfill, "tier": rec.tier,
-        })
+        d.update(
+            {
+                "subject": "alarm",
+                "alarm_id": rec.alarm_id,
+                "enterprise_code": rec.enterprise_code,
+                "district": rec.district,
+                "hazard_code": rec.hazard_code,
+                "zone": rec.zone,
+                "tag": rec.tag,
+                "parameter": rec.parameter,
+                "kind": rec.kind,
+                "level": rec.level,
+                "colour": str(rec.colour),
+                "state": str(rec.phase),
+                "active": rec.active,
+                "value": rec.value,
+                "threshold": rec.threshold,
+                "unit": rec.unit,
+                "rule": rec.rule,
+                "pack": rec.pack,
+                "pack_version": rec.pack_version,
+                "ruleset": rec.ruleset,
+                "raised_at": iso_ms(rec.raised_ms),
+                "event_at": iso_ms(rec.event_ts_ms),
+                "backfill": rec.backfill,
+                "tier": rec.tier,
+            }
+        )
     else:
-        d.update({
-            "subject": "warning", "warning_id": rec.warning_id,
-            "enterprise_code": rec.enterprise_code, "district": rec.district,
-            "hazard_code": rec.hazard_code, "colour": str(rec.colour),
-            "previous": None if rec.previous is None else str(rec.previous),
-            "state": str(rec.phase), "reason": rec.reason, "alarm_ids": list(rec.alarm_ids),
-            "raised_at": iso_ms(rec.raised_ms), "event_at": iso_ms(rec.event_ts_ms),
-            "backfill": rec.backfill, "tier": rec.tier,
-        })
+        d.update(
+            {
+                "subject": "warning",
+                "warning_id": rec.warning_id,
+                "enterprise_code": rec.enterprise_code,
+                "district": rec.district,
+                "hazard_code": rec.hazard_code,
+                "colour": str(rec.colour),
+                "previous": None if rec.previous is None else str(rec.previous),
+                "state": str(rec.phase),
+                "reason": rec.reason,
+                "alarm_ids": list(rec.alarm_ids),
+                "raised_at": iso_ms(rec.raised_ms),
+                "event_at": iso_ms(rec.event_ts_ms),
+                "backfill": rec.backfill,
+                "tier": rec.tier,
+            }
+        )
     for k in ("acked_ms", "closed_ms"):
         v = getattr(rec, k)
         d[k.replace("_ms", "_at")] = None if v is None else iso_ms(v)
@@ -98,9 +149,15 @@ def platform_payload(rec: AlarmRecord | WarningRecord, event_type: EventType,
     return d
 
 
-def render(rec: AlarmRecord | WarningRecord, event_type: EventType, *, link: str,
-           enterprise_name: str = "", colour: Colour | None = None, note: str = "",
-           ) -> Message:
+def render(
+    rec: AlarmRecord | WarningRecord,
+    event_type: EventType,
+    *,
+    link: str,
+    enterprise_name: str = "",
+    colour: Colour | None = None,
+    note: str = "",
+) -> Message:
     """Title, body (markdown-friendly plain text) and SMS template parameters."""
     colour = colour or Colour(rec.colour)
     what = what_of(rec)
@@ -124,15 +181,20 @@ def render(rec: AlarmRecord | WarningRecord, event_type: EventType, *, link: str
     if link:
         lines.append(f"确认/处置: {link}")
     params = {
-        "colour": colour.zh, "event": ev, "enterprise": ent[:20], "what": what[:30],
+        "colour": colour.zh,
+        "event": ev,
+        "enterprise": ent[:20],
+        "what": what[:30],
         "value": _num(rec.value) if isinstance(rec, AlarmRecord) else "",
-        "time": beijing(when), "link": link,
+        "time": beijing(when),
+        "link": link,
     }
     return Message(title=title, body="\n".join(lines), params=params)
 
 
-def render_digest(items: Sequence[tuple[str, str]], recipient: str, first_ms: int,
-                  last_ms: int) -> Message:
+def render_digest(
+    items: Sequence[tuple[str, str]], recipient: str, first_ms: int, last_ms: int
+) -> Message:
     """One message for a burst: every merged notification's subject and title listed (never
     dropped), oldest first."""
     n = len(items)
@@ -140,22 +202,52 @@ def render_digest(items: Sequence[tuple[str, str]], recipient: str, first_ms: in
     lines = [f"**{title}**"]
     for i, (subject_id, t) in enumerate(items, 1):
         lines.append(f"{i}. {t} [{subject_id}]")
-    return Message(title=title, body="\n".join(lines),
-                   params={"event": "汇总", "count": str(n), "time": beijing(last_ms),
-                           "what": f"{n} 条报警", "colour": "", "enterprise": "", "value": "",
-                           "link": ""})
+    return Message(
+        title=title,
+        body="\n".join(lines),
+        params={
+            "event": "汇总",
+            "count": str(n),
+            "time": beijing(last_ms),
+            "what": f"{n} 条报警",
+            "colour": "",
+            "enterprise": "",
+            "value": "",
+            "link": "",
+        },
+    )
 
 
 def render_operator(text: str, now_ms: int) -> Message:
     title = f"【系统告警】{text}"[:120]
-    return Message(title=title, body=f"**{title}**\n时间: {beijing(now_ms)}",
-                   params={"event": "系统告警", "what": text[:30], "time": beijing(now_ms),
-                           "colour": "", "enterprise": "", "value": "", "link": ""})
+    return Message(
+        title=title,
+        body=f"**{title}**\n时间: {beijing(now_ms)}",
+        params={
+            "event": "系统告警",
+            "what": text[:30],
+            "time": beijing(now_ms),
+            "colour": "",
+            "enterprise": "",
+            "value": "",
+            "link": "",
+        },
+    )
 
 
 def render_filing(kind: str, scope: str, text: str, now_ms: int, link: str = "") -> Message:
     title = f"【备案】{scope} {text}"
     body = f"**{title}**\n时间: {beijing(now_ms)}" + (f"\n查看: {link}" if link else "")
-    return Message(title=title, body=body,
-                   params={"event": kind, "what": f"{scope} {text}"[:30], "time": beijing(now_ms),
-                           "colour": "黄", "enterprise": "", "value": "", "link": link})
+    return Message(
+        title=title,
+        body=body,
+        params={
+            "event": kind,
+            "what": f"{scope} {text}"[:30],
+            "time": beijing(now_ms),
+            "colour": "黄",
+            "enterprise": "",
+            "value": "",
+            "link": link,
+        },
+    )

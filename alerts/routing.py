@@ -90,8 +90,15 @@ class Ladder(_Strict):
     blue: list[Role] = ["operator", "enterprise_duty"]
     yellow: list[Role] = ["operator", "enterprise_duty", "technical"]
     orange: list[Role] = ["operator", "enterprise_duty", "technical", "main", "district", "park"]
-    red: list[Role] = ["operator", "enterprise_duty", "technical", "main", "district", "park",
-                       "city"]
+    red: list[Role] = [
+        "operator",
+        "enterprise_duty",
+        "technical",
+        "main",
+        "district",
+        "park",
+        "city",
+    ]
 
     def roles(self, colour: Colour) -> list[str]:
         return list(getattr(self, str(colour)))
@@ -99,8 +106,14 @@ class Ladder(_Strict):
 
 class Escalation(_Strict):
     # Not acknowledged within: 10 min for 橙/红, 30 min for 蓝/黄 (DOMAIN.md §4 defaults).
-    ack_timeout_s: dict[Colour, float] = Field(default_factory=lambda: {
-        Colour.BLUE: 1800.0, Colour.YELLOW: 1800.0, Colour.ORANGE: 600.0, Colour.RED: 600.0})
+    ack_timeout_s: dict[Colour, float] = Field(
+        default_factory=lambda: {
+            Colour.BLUE: 1800.0,
+            Colour.YELLOW: 1800.0,
+            Colour.ORANGE: 600.0,
+            Colour.RED: 600.0,
+        }
+    )
     reminder_interval_s: float = Field(default=1800.0, ge=0)  # 0 = no reminders
     disposition_overdue_s: float = Field(default=86400.0, gt=0)
 
@@ -134,11 +147,19 @@ class AlarmColours(_Strict):
     """The colour an alarm is routed at before any warning exists (configurable defaults:
     first-level/H/L -> 蓝, second-level -> 橙; by_kind wins over by_level)."""
 
-    by_level: dict[str, Colour] = Field(default_factory=lambda: {
-        "L1": Colour.BLUE, "H": Colour.BLUE, "L": Colour.BLUE,
-        "L2": Colour.ORANGE, "HH": Colour.ORANGE, "LL": Colour.ORANGE})
-    by_kind: dict[str, Colour] = Field(default_factory=lambda: {
-        "interlock": Colour.ORANGE, "gateway": Colour.BLUE})
+    by_level: dict[str, Colour] = Field(
+        default_factory=lambda: {
+            "L1": Colour.BLUE,
+            "H": Colour.BLUE,
+            "L": Colour.BLUE,
+            "L2": Colour.ORANGE,
+            "HH": Colour.ORANGE,
+            "LL": Colour.ORANGE,
+        }
+    )
+    by_kind: dict[str, Colour] = Field(
+        default_factory=lambda: {"interlock": Colour.ORANGE, "gateway": Colour.BLUE}
+    )
     default: Colour = Colour.BLUE
 
     def colour_of(self, kind: str, level: str | None) -> Colour:
@@ -194,8 +215,9 @@ class RoutingConfig(_Strict):
                 if office is None:
                     problems.append(f"enterprises.{code}.park: no office {e.park!r} in districts")
             if e.district is not None and e.district not in self.districts:
-                problems.append(f"enterprises.{code}.district: no office {e.district!r} "
-                                "in districts")
+                problems.append(
+                    f"enterprises.{code}.district: no office {e.district!r} in districts"
+                )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -222,8 +244,9 @@ class RouteSubject:
     district: str
 
 
-def subject_for(cfg: RoutingConfig, registry: Registry, enterprise_code: str,
-                hazard_code: str = "") -> RouteSubject:
+def subject_for(
+    cfg: RoutingConfig, registry: Registry, enterprise_code: str, hazard_code: str = ""
+) -> RouteSubject:
     """The routing subject of an enterprise/installation: its district is the routing file's
     override, else the registry's (the service and `route test` both use this)."""
     ent = cfg.enterprises.get(enterprise_code)
@@ -243,8 +266,9 @@ def max_tier(colour: Colour) -> int:
     return len(COLOURS) - colour.rank
 
 
-def _contacts_for(cfg: RoutingConfig, s: RouteSubject, role: str
-                  ) -> tuple[list[Contact], list[str]]:
+def _contacts_for(
+    cfg: RoutingConfig, s: RouteSubject, role: str
+) -> tuple[list[Contact], list[str]]:
     """(people, robot names) holding `role` for the subject."""
     ent = cfg.enterprises.get(s.enterprise_code)
     if role in ("operator", "technical", "main"):
@@ -269,8 +293,9 @@ def _contacts_for(cfg: RoutingConfig, s: RouteSubject, role: str
     return list(office.duty_officers), ([office.duty_robot] if office.duty_robot else [])
 
 
-def _recipients(cfg: RoutingConfig, role: str, people: list[Contact], robots: list[str]
-                ) -> list[Recipient]:
+def _recipients(
+    cfg: RoutingConfig, role: str, people: list[Contact], robots: list[str]
+) -> list[Recipient]:
     out = []
     for c in people:
         for ch in cfg.channels.person:
@@ -285,8 +310,9 @@ def _recipients(cfg: RoutingConfig, role: str, people: list[Contact], robots: li
     return out
 
 
-def route(cfg: RoutingConfig, subject: RouteSubject, colour: Colour, tier: int = 0
-          ) -> list[Recipient]:
+def route(
+    cfg: RoutingConfig, subject: RouteSubject, colour: Colour, tier: int = 0
+) -> list[Recipient]:
     """Everyone to tell about `subject` at `colour` after `tier` escalations (platform not
     included), in ladder order, each (channel, address) once."""
     seen: set[tuple[str, str]] = set()
@@ -300,8 +326,7 @@ def route(cfg: RoutingConfig, subject: RouteSubject, colour: Colour, tier: int =
     return out
 
 
-def role_recipients(cfg: RoutingConfig, subject: RouteSubject, roles: list[str]
-                    ) -> list[Recipient]:
+def role_recipients(cfg: RoutingConfig, subject: RouteSubject, roles: list[str]) -> list[Recipient]:
     """Recipients holding the given roles only (filings notify the district, not a ladder)."""
     seen: set[tuple[str, str]] = set()
     out: list[Recipient] = []
@@ -314,11 +339,15 @@ def role_recipients(cfg: RoutingConfig, subject: RouteSubject, roles: list[str]
     return out
 
 
-def missing_roles(cfg: RoutingConfig, subject: RouteSubject, colour: Colour, tier: int = 0
-                  ) -> list[str]:
+def missing_roles(
+    cfg: RoutingConfig, subject: RouteSubject, colour: Colour, tier: int = 0
+) -> list[str]:
     """Roles of the ladder step that nobody holds for this subject (shown by route test)."""
-    return [role for role in cfg.ladder.roles(colour_at_tier(colour, tier))
-            if _contacts_for(cfg, subject, role) == ([], [])]
+    return [
+        role
+        for role in cfg.ladder.roles(colour_at_tier(colour, tier))
+        if _contacts_for(cfg, subject, role) == ([], [])
+    ]
 
 
 def platform_recipient() -> Recipient:
@@ -346,8 +375,9 @@ def parse_routing(data: Any, source: str = "<routing>") -> RoutingConfig:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise RoutingError(f"{source}: expected a mapping at the top level, got "
-                           f"{type(data).__name__}")
+        raise RoutingError(
+            f"{source}: expected a mapping at the top level, got {type(data).__name__}"
+        )
     try:
         return RoutingConfig.model_validate(dict(data))
     except ValidationError as exc:
@@ -368,6 +398,5 @@ def load_routing(path: Path | str) -> RoutingConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise RoutingError(f"{p}:{where} not valid YAML: {getattr(exc, 'problem', exc)}"
-                           ) from None
+        raise RoutingError(f"{p}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
     return parse_routing(data, str(p))

@@ -91,8 +91,13 @@ class AlertService:
     # -- wiring ---------------------------------------------------------------------------
 
     def _build(self):
-        return build_pipeline(routing=self.routing, view=self._view, outbox=self.outbox,
-                              link_for=self._link_for, enterprise_name=self._enterprise_name)
+        return build_pipeline(
+            routing=self.routing,
+            view=self._view,
+            outbox=self.outbox,
+            link_for=self._link_for,
+            enterprise_name=self._enterprise_name,
+        )
 
     def _set_registry(self, registry: Registry) -> None:
         self.registry = registry
@@ -104,8 +109,9 @@ class AlertService:
     def with_registry(self, registry: Registry, now_ms: int) -> None:
         """Swap the registry (hot reload); journaled."""
         self._set_registry(registry)
-        self.journal.append("registry.loaded", "", {"version": registry.version,
-                                                    "points": len(registry)}, now_ms)
+        self.journal.append(
+            "registry.loaded", "", {"version": registry.version, "points": len(registry)}, now_ms
+        )
 
     def with_routing(self, routing: RoutingConfig, now_ms: int) -> None:
         """Swap the routing file (hot reload); journaled."""
@@ -120,11 +126,13 @@ class AlertService:
         runner re-delivers its input."""
         return self.store.transaction()
 
-    def record_ruleset_change(self, version: str, now_ms: int, detail: dict[str, Any] | None
-                              = None, actor: str = "system") -> None:
+    def record_ruleset_change(
+        self, version: str, now_ms: int, detail: dict[str, Any] | None = None, actor: str = "system"
+    ) -> None:
         """Journal a rule-version change (the runner calls this on every reload)."""
-        self.journal.append("ruleset.changed", "", {"version": version, **(detail or {})},
-                            now_ms, actor=actor)
+        self.journal.append(
+            "ruleset.changed", "", {"version": version, **(detail or {})}, now_ms, actor=actor
+        )
 
     def link_for(self, subject_id: str) -> str:
         return self._link_for(subject_id)
@@ -139,8 +147,7 @@ class AlertService:
     def _view(self) -> SuppressionView:
         if self._view_cache is None:
             inhibitors: dict[tuple[str, str, str], str] = {}
-            for rec in self.store.list_alarms(kind=("gateway", "fault"), active=True,
-                                              limit=None):
+            for rec in self.store.list_alarms(kind=("gateway", "fault"), active=True, limit=None):
                 key = inhibitor_key(rec)
                 if key is not None and rec.phase is not Phase.CLOSED:
                     inhibitors.setdefault(key, rec.alarm_id)
@@ -163,12 +170,14 @@ class AlertService:
         if isinstance(rec, AlarmRecord) and rec.kind in ("gateway", "fault"):
             self._invalidate()
 
-    def _run(self, rec: Record, event_type: EventType, key: str, now_ms: int, **kw: Any
-             ) -> tuple[Record, list[Notification]]:
+    def _run(
+        self, rec: Record, event_type: EventType, key: str, now_ms: int, **kw: Any
+    ) -> tuple[Record, list[Notification]]:
         """Send one intent through the pipeline and keep the record's suppression/notified
         flags in step with what happened."""
-        intent = self.pipeline.run(Intent(subject=rec, event_type=event_type, key=key,
-                                          now_ms=now_ms, **kw))
+        intent = self.pipeline.run(
+            Intent(subject=rec, event_type=event_type, key=key, now_ms=now_ms, **kw)
+        )
         if intent.suppression is not None:
             rec = dataclasses.replace(rec, suppressed=str(intent.suppression))
         elif intent.people:
@@ -192,14 +201,25 @@ class AlertService:
             colour = self.routing.alarm_colours.colour_of(str(ev.kind), level)
             old = self.store.get_alarm(ev.alarm_id)
             if old is None:
-                rec, changes = lc.new_alarm(ev, district=self._district(ev.enterprise_code),
-                                            colour=colour, latched=self._latched(ev),
-                                            now_ms=now_ms)
+                rec, changes = lc.new_alarm(
+                    ev,
+                    district=self._district(ev.enterprise_code),
+                    colour=colour,
+                    latched=self._latched(ev),
+                    now_ms=now_ms,
+                )
             else:
                 rec, changes = lc.apply_alarm_event(old, ev, colour=colour, now_ms=now_ms)
-            self.journal.append("alarm.event", ev.alarm_id,
-                                {"event": ev.to_record(), "changes": [str(c) for c in changes],
-                                 "phase": str(rec.phase)}, now_ms)
+            self.journal.append(
+                "alarm.event",
+                ev.alarm_id,
+                {
+                    "event": ev.to_record(),
+                    "changes": [str(c) for c in changes],
+                    "phase": str(rec.phase),
+                },
+                now_ms,
+            )
             notes: list[Notification] = []
             rec = self._alarm_changes(rec, changes, event_key, ev.backfill, now_ms, notes)
             self._put(rec)
@@ -207,18 +227,30 @@ class AlertService:
                 self._refresh_suppression(now_ms, notes, enterprise=rec.enterprise_code)
         return notes
 
-    def _alarm_changes(self, rec: AlarmRecord, changes: list[Change], key: str, backfill: bool,
-                       now_ms: int, notes: list[Notification]) -> AlarmRecord:
+    def _alarm_changes(
+        self,
+        rec: AlarmRecord,
+        changes: list[Change],
+        key: str,
+        backfill: bool,
+        now_ms: int,
+        notes: list[Notification],
+    ) -> AlarmRecord:
         lcfg = self.routing.lifecycle
         for ch in changes:
             if ch in (Change.RAISED, Change.REOPENED, Change.LEVEL_UP):
                 if ch is Change.LEVEL_UP:
                     rec = dataclasses.replace(rec, tier_since_ms=now_ms)
-                inh = hold_ms(rec, self.routing.inhibit.gateway_offline_hold_s,
-                              self.routing.inhibit.fault_process_hold_s, self._gateway_of)
+                inh = hold_ms(
+                    rec,
+                    self.routing.inhibit.gateway_offline_hold_s,
+                    self.routing.inhibit.fault_process_hold_s,
+                    self._gateway_of,
+                )
                 people_hold = max(inh, int(lcfg.backfill_hold_s * 1000) if backfill else 0)
-                rec, n = self._run(rec, EventType.RAISED, key, now_ms, hold_ms=people_hold,
-                                   platform_hold_ms=inh)
+                rec, n = self._run(
+                    rec, EventType.RAISED, key, now_ms, hold_ms=people_hold, platform_hold_ms=inh
+                )
                 notes += n
             elif ch is Change.LEVEL_DOWN:
                 rec, n = self._run(rec, EventType.RAISED, key, now_ms, people=False)
@@ -229,9 +261,12 @@ class AlertService:
                 # recovers a moment later): nobody is texted about it at all; the platform
                 # keeps the record.
                 withdrawn = self.outbox.withdraw(
-                    rec.alarm_id, "cleared before its hold ended"
-                    + (" (back-filled)" if backfill else ""), now_ms,
-                    keep_channels=("platform",), only_held=True)
+                    rec.alarm_id,
+                    "cleared before its hold ended" + (" (back-filled)" if backfill else ""),
+                    now_ms,
+                    keep_channels=("platform",),
+                    only_held=True,
+                )
                 people = rec.notified and not withdrawn
                 if withdrawn:
                     rec = dataclasses.replace(rec, notified=False)
@@ -243,8 +278,9 @@ class AlertService:
                 notes += n
         return rec
 
-    def _refresh_suppression(self, now_ms: int, notes: list[Notification],
-                             enterprise: str | None = None) -> None:
+    def _refresh_suppression(
+        self, now_ms: int, notes: list[Notification], enterprise: str | None = None
+    ) -> None:
         """Re-decide suppression for every open alarm and warning (of one enterprise): a new
         inhibitor, filing or shelf silences them (withdrawing what is still held); a lifted
         one lets a still-present alarm that nobody was told of be raised now."""
@@ -252,33 +288,49 @@ class AlertService:
         view = self._view()
         subjects: list[Record] = [
             *self.store.list_alarms(enterprise=enterprise, open_only=True, limit=None),
-            *self.store.list_warnings(enterprise=enterprise, open_only=True, limit=None)]
+            *self.store.list_warnings(enterprise=enterprise, open_only=True, limit=None),
+        ]
         for rec in subjects:
             s = decide(rec, view, now_ms)
             new = "" if s is None else str(s)
             if new == rec.suppressed:
                 continue
             if new:
-                withdrawn = self.outbox.withdraw(rec.subject_id, f"suppressed ({new})", now_ms,
-                                                 only_held=True)
+                withdrawn = self.outbox.withdraw(
+                    rec.subject_id, f"suppressed ({new})", now_ms, only_held=True
+                )
                 notified = rec.notified and not withdrawn
                 rec2 = dataclasses.replace(rec, suppressed=new, notified=notified)
-                self.journal.append(f"{self._kind(rec)}.suppressed", rec.subject_id,
-                                    {"by": new, "withdrawn": withdrawn}, now_ms)
+                self.journal.append(
+                    f"{self._kind(rec)}.suppressed",
+                    rec.subject_id,
+                    {"by": new, "withdrawn": withdrawn},
+                    now_ms,
+                )
             else:
                 rec2 = dataclasses.replace(rec, suppressed="", tier_since_ms=now_ms)
-                self.journal.append(f"{self._kind(rec)}.released", rec.subject_id,
-                                    {"was": rec.suppressed}, now_ms)
+                self.journal.append(
+                    f"{self._kind(rec)}.released", rec.subject_id, {"was": rec.suppressed}, now_ms
+                )
                 if rec2.active and not rec2.notified and rec2.phase is not Phase.CLOSED:
                     # Held like a fresh raise: when a gateway recovers, its points' offline
                     # alarms usually clear a moment later, and then nobody is texted.
                     inh = 0
                     if isinstance(rec2, AlarmRecord):
-                        inh = hold_ms(rec2, self.routing.inhibit.gateway_offline_hold_s,
-                                      self.routing.inhibit.fault_process_hold_s,
-                                      self._gateway_of)
-                    rec2, n = self._run(rec2, EventType.RAISED, f"released@{now_ms}", now_ms,
-                                        hold_ms=inh, platform_hold_ms=inh)
+                        inh = hold_ms(
+                            rec2,
+                            self.routing.inhibit.gateway_offline_hold_s,
+                            self.routing.inhibit.fault_process_hold_s,
+                            self._gateway_of,
+                        )
+                    rec2, n = self._run(
+                        rec2,
+                        EventType.RAISED,
+                        f"released@{now_ms}",
+                        now_ms,
+                        hold_ms=inh,
+                        platform_hold_ms=inh,
+                    )
                     notes += n
             self._put(rec2)
 
@@ -297,20 +349,33 @@ class AlertService:
                 return []
             old = self.store.get_warning(ev.warning_id)
             if old is None:
-                rec, changes = lc.new_warning(ev, district=self._district(ev.enterprise_code),
-                                              now_ms=now_ms)
+                rec, changes = lc.new_warning(
+                    ev, district=self._district(ev.enterprise_code), now_ms=now_ms
+                )
             else:
                 rec, changes = lc.apply_warning_event(old, ev, now_ms)
-            self.journal.append("warning.event", ev.warning_id,
-                                {"event": ev.to_record(), "changes": [str(c) for c in changes],
-                                 "phase": str(rec.phase)}, now_ms)
+            self.journal.append(
+                "warning.event",
+                ev.warning_id,
+                {
+                    "event": ev.to_record(),
+                    "changes": [str(c) for c in changes],
+                    "phase": str(rec.phase),
+                },
+                now_ms,
+            )
             notes: list[Notification] = []
             for ch in changes:
                 if ch in (Change.RAISED, Change.COLOUR_UP):
                     rec, n = self._run(
-                        rec, EventType.RAISED, key, now_ms,
+                        rec,
+                        EventType.RAISED,
+                        key,
+                        now_ms,
                         hold_ms=int(self.routing.lifecycle.backfill_hold_s * 1000)
-                        if ev.backfill else 0)
+                        if ev.backfill
+                        else 0,
+                    )
                     notes += n
                 elif ch is Change.EVENT_AFTER_CLOSE:
                     rec, n = self._run(rec, EventType.RAISED, key, now_ms, people=False)
@@ -326,8 +391,15 @@ class AlertService:
             raise NotFound(f"no alarm or warning {subject_id!r}")
         return rec
 
-    def _action(self, action: str, subject_id: str, user: str, enterprise: str,
-                data: dict[str, Any], now_ms: int) -> None:
+    def _action(
+        self,
+        action: str,
+        subject_id: str,
+        user: str,
+        enterprise: str,
+        data: dict[str, Any],
+        now_ms: int,
+    ) -> None:
         self.store.add_action(now_ms, action, subject_id, user, enterprise, data)
         self.journal.append(f"action.{action}", subject_id, data, now_ms, actor=user)
 
@@ -341,16 +413,24 @@ class AlertService:
                 new, changes = lc.acknowledge(rec, user, now_ms)
             except LifecycleError as exc:
                 raise InvalidAction(str(exc)) from None
-            self._action("acknowledge", subject_id, user, rec.enterprise_code,
-                         {"note": note, "changed": bool(changes)}, now_ms)
+            self._action(
+                "acknowledge",
+                subject_id,
+                user,
+                rec.enterprise_code,
+                {"note": note, "changed": bool(changes)},
+                now_ms,
+            )
             if changes:
-                new, _ = self._run(new, EventType.ACKNOWLEDGED, f"ack@{now_ms}", now_ms,
-                                   people=False)
+                new, _ = self._run(
+                    new, EventType.ACKNOWLEDGED, f"ack@{now_ms}", now_ms, people=False
+                )
                 self._put(new)
         return new
 
-    def dispose(self, subject_id: str, user: str, code: Disposition | str, note: str,
-                now_ms: int) -> Record:
+    def dispose(
+        self, subject_id: str, user: str, code: Disposition | str, note: str, now_ms: int
+    ) -> Record:
         """File the disposition (处置) and close. A warning's close is passed to the warning
         model through `on_warning_closed`; an alarm still present fires again."""
         try:
@@ -358,7 +438,8 @@ class AlertService:
         except ValueError:
             raise InvalidAction(
                 f"unknown disposition {code!r}; expected one of "
-                f"{', '.join(d.value for d in Disposition)}") from None
+                f"{', '.join(d.value for d in Disposition)}"
+            ) from None
         reset = False
         with self.store.transaction():
             self._invalidate()
@@ -367,10 +448,17 @@ class AlertService:
                 closed, _ = lc.dispose(rec, user, code, note, now_ms)
             except LifecycleError as exc:
                 raise InvalidAction(str(exc)) from None
-            self._action("dispose", subject_id, user, rec.enterprise_code,
-                         {"code": str(code), "note": note}, now_ms)
-            closed, _ = self._run(closed, EventType.DISPOSED, f"dispose@{now_ms}", now_ms,
-                                  people=False)
+            self._action(
+                "dispose",
+                subject_id,
+                user,
+                rec.enterprise_code,
+                {"code": str(code), "note": note},
+                now_ms,
+            )
+            closed, _ = self._run(
+                closed, EventType.DISPOSED, f"dispose@{now_ms}", now_ms, people=False
+            )
             result: Record = closed
             if isinstance(closed, AlarmRecord) and closed.active:
                 if self.on_alarm_reset is not None:
@@ -391,13 +479,14 @@ class AlertService:
 
     def _reopen(self, closed: AlarmRecord, now_ms: int) -> AlarmRecord:
         reopened, changes = lc.reopen_if_present(closed, now_ms)
-        self.journal.append("alarm.reopened", closed.alarm_id,
-                            {"reopened": reopened.reopened}, now_ms)
-        return self._alarm_changes(reopened, changes, f"reopen{reopened.reopened}", False,
-                                   now_ms, [])
+        self.journal.append(
+            "alarm.reopened", closed.alarm_id, {"reopened": reopened.reopened}, now_ms
+        )
+        return self._alarm_changes(
+            reopened, changes, f"reopen{reopened.reopened}", False, now_ms, []
+        )
 
-    def shelve(self, subject_id: str, user: str, reason: str, until_ms: int, now_ms: int
-               ) -> Shelf:
+    def shelve(self, subject_id: str, user: str, reason: str, until_ms: int, now_ms: int) -> Shelf:
         """Shelve an alarm (its rule on its point) until `until_ms`, with a reason."""
         if not user or not reason.strip():
             raise InvalidAction("shelve: the person and a reason are required")
@@ -405,20 +494,30 @@ class AlertService:
         if until_ms <= now_ms:
             raise InvalidAction("shelve: the expiry must be in the future")
         if until_ms - now_ms > max_ms:
-            raise InvalidAction(f"shelve: at most {self.routing.lifecycle.max_shelve_s:.0f} s "
-                                "(lifecycle.max_shelve_s)")
+            raise InvalidAction(
+                f"shelve: at most {self.routing.lifecycle.max_shelve_s:.0f} s "
+                "(lifecycle.max_shelve_s)"
+            )
         with self.store.transaction():
             self._invalidate()
             rec = self._subject(subject_id)
             if not isinstance(rec, AlarmRecord):
                 raise InvalidAction("shelve: only alarms can be shelved, not warnings")
-            shelf = Shelf(shelf_id="S-" + stable_id("shelf", subject_id, now_ms)[:12],
-                          subject_id=subject_id, enterprise_code=rec.enterprise_code,
-                          tag=rec.tag, rule=rec.rule, reason=reason, shelved_by=user,
-                          start_ms=now_ms, expires_ms=until_ms)
+            shelf = Shelf(
+                shelf_id="S-" + stable_id("shelf", subject_id, now_ms)[:12],
+                subject_id=subject_id,
+                enterprise_code=rec.enterprise_code,
+                tag=rec.tag,
+                rule=rec.rule,
+                reason=reason,
+                shelved_by=user,
+                start_ms=now_ms,
+                expires_ms=until_ms,
+            )
             self.store.put_shelf(shelf)
-            self._action("shelve", subject_id, user, rec.enterprise_code,
-                         {**shelf.to_dict()}, now_ms)
+            self._action(
+                "shelve", subject_id, user, rec.enterprise_code, {**shelf.to_dict()}, now_ms
+            )
             self._refresh_suppression(now_ms, [], enterprise=rec.enterprise_code)
         return shelf
 
@@ -433,22 +532,40 @@ class AlertService:
                 raise NotFound(f"no open shelf {shelf_or_subject_id!r}")
             shelf = dataclasses.replace(shelf, ended_ms=now_ms, ended_by=user)
             self.store.put_shelf(shelf)
-            self._action("unshelve", shelf.subject_id, user, shelf.enterprise_code,
-                         {"shelf_id": shelf.shelf_id}, now_ms)
+            self._action(
+                "unshelve",
+                shelf.subject_id,
+                user,
+                shelf.enterprise_code,
+                {"shelf_id": shelf.shelf_id},
+                now_ms,
+            )
             self._refresh_suppression(now_ms, [], enterprise=shelf.enterprise_code)
         return shelf
 
-    def file(self, kind: FilingKind | str, enterprise_code: str, user: str, now_ms: int, *,
-             hazard_code: str = "", tag: str = "", start_ms: int | None = None,
-             planned_end_ms: int | None = None, interlock_bypassed: bool = False,
-             note: str = "") -> Filing:
+    def file(
+        self,
+        kind: FilingKind | str,
+        enterprise_code: str,
+        user: str,
+        now_ms: int,
+        *,
+        hazard_code: str = "",
+        tag: str = "",
+        start_ms: int | None = None,
+        planned_end_ms: int | None = None,
+        interlock_bypassed: bool = False,
+        note: str = "",
+    ) -> Filing:
         """File maintenance, start-up/shutdown or decommission for an enterprise, an
         installation or a point."""
         try:
             kind = FilingKind(kind)
         except ValueError:
-            raise InvalidAction(f"unknown filing kind {kind!r}; expected one of "
-                                f"{', '.join(k.value for k in FilingKind)}") from None
+            raise InvalidAction(
+                f"unknown filing kind {kind!r}; expected one of "
+                f"{', '.join(k.value for k in FilingKind)}"
+            ) from None
         if not user:
             raise InvalidAction("file: the person filing is required")
         points = self.registry.enterprise(enterprise_code)
@@ -466,20 +583,35 @@ class AlertService:
                 raise InvalidAction("file: the planned end must be after the start")
         if interlock_bypassed and kind is not FilingKind.STARTUP_SHUTDOWN:
             raise InvalidAction("file: interlock_bypassed applies to startup_shutdown only")
-        f = Filing(filing_id="F-" + stable_id("filing", enterprise_code, hazard_code, tag, kind,
-                                              now_ms, user)[:12],
-                   kind=kind, enterprise_code=enterprise_code, hazard_code=hazard_code, tag=tag,
-                   start_ms=start, planned_end_ms=planned_end_ms, actual_end_ms=None,
-                   interlock_bypassed=interlock_bypassed, filed_by=user, note=note,
-                   created_ms=now_ms)
+        f = Filing(
+            filing_id="F-"
+            + stable_id("filing", enterprise_code, hazard_code, tag, kind, now_ms, user)[:12],
+            kind=kind,
+            enterprise_code=enterprise_code,
+            hazard_code=hazard_code,
+            tag=tag,
+            start_ms=start,
+            planned_end_ms=planned_end_ms,
+            actual_end_ms=None,
+            interlock_bypassed=interlock_bypassed,
+            filed_by=user,
+            note=note,
+            created_ms=now_ms,
+        )
         with self.store.transaction():
             self._invalidate()
             self.store.put_filing(f)
             self._action("file", f.filing_id, user, enterprise_code, f.to_dict(), now_ms)
             if kind is FilingKind.STARTUP_SHUTDOWN and interlock_bypassed:
                 # Informational 黄 to the district; suppresses nothing (DOMAIN.md §4).
-                self._notify_filing(f, EventType.RAISED, "开停车备案: 联锁已旁路", ["district",
-                                    "park"], Colour.YELLOW, now_ms)
+                self._notify_filing(
+                    f,
+                    EventType.RAISED,
+                    "开停车备案: 联锁已旁路",
+                    ["district", "park"],
+                    Colour.YELLOW,
+                    now_ms,
+                )
             self._refresh_suppression(now_ms, [], enterprise=enterprise_code)
         return f
 
@@ -493,28 +625,50 @@ class AlertService:
                 raise InvalidAction(f"filing {filing_id} already ended")
             f = dataclasses.replace(f, actual_end_ms=now_ms, ended_by=user)
             self.store.put_filing(f)
-            self._action("end_filing", filing_id, user, f.enterprise_code, {"note": note},
-                         now_ms)
+            self._action("end_filing", filing_id, user, f.enterprise_code, {"note": note}, now_ms)
             self._refresh_suppression(now_ms, [], enterprise=f.enterprise_code)
         return f
 
-    def _notify_filing(self, f: Filing, event_type: EventType, text: str, roles: list[str],
-                       colour: Colour, now_ms: int) -> list[Notification]:
-        subject = RouteSubject(f.enterprise_code, f.hazard_code,
-                               self._district(f.enterprise_code))
+    def _notify_filing(
+        self,
+        f: Filing,
+        event_type: EventType,
+        text: str,
+        roles: list[str],
+        colour: Colour,
+        now_ms: int,
+    ) -> list[Notification]:
+        subject = RouteSubject(f.enterprise_code, f.hazard_code, self._district(f.enterprise_code))
         recips = role_recipients(self.routing, subject, roles)
         if self.routing.channels.platform:
             recips.insert(0, platform_recipient())
         msg = render_filing(str(f.kind), f.scope, text, now_ms)
-        notes = [Notification(
-            id=stable_id(f.filing_id, event_type, text, r.channel, r.address),
-            channel=r.channel, recipient=r.address, event_type=event_type,
-            subject_kind="filing", subject_id=f.filing_id, enterprise_code=f.enterprise_code,
-            hazard_code=f.hazard_code, colour=str(colour), title=msg.title, body=msg.body,
-            params=msg.params,
-            payload={"event_type": str(event_type), "subject": "filing", **f.to_dict(),
-                     "text": text} if r.channel == "platform" else {},
-            created_ms=now_ms) for r in recips]
+        notes = [
+            Notification(
+                id=stable_id(f.filing_id, event_type, text, r.channel, r.address),
+                channel=r.channel,
+                recipient=r.address,
+                event_type=event_type,
+                subject_kind="filing",
+                subject_id=f.filing_id,
+                enterprise_code=f.enterprise_code,
+                hazard_code=f.hazard_code,
+                colour=str(colour),
+                title=msg.title,
+                body=msg.body,
+                params=msg.params,
+                payload={
+                    "event_type": str(event_type),
+                    "subject": "filing",
+                    **f.to_dict(),
+                    "text": text,
+                }
+                if r.channel == "platform"
+                else {},
+                created_ms=now_ms,
+            )
+            for r in recips
+        ]
         return self.outbox.enqueue(notes)
 
     # -- timers ---------------------------------------------------------------------------
@@ -528,10 +682,12 @@ class AlertService:
             refresh: set[str] = set()
             for s in self.store.list_shelves(open_only=True):
                 if s.expires_ms <= now_ms:
-                    self.store.put_shelf(dataclasses.replace(s, ended_ms=now_ms,
-                                                             ended_by="system:expired"))
-                    self.journal.append("shelf.expired", s.subject_id,
-                                        {"shelf_id": s.shelf_id}, now_ms)
+                    self.store.put_shelf(
+                        dataclasses.replace(s, ended_ms=now_ms, ended_by="system:expired")
+                    )
+                    self.journal.append(
+                        "shelf.expired", s.subject_id, {"shelf_id": s.shelf_id}, now_ms
+                    )
                     refresh.add(s.enterprise_code)
             for f in self.store.list_filings(open_only=True):
                 if f.overdue_at(now_ms) and f.overdue_notified_ms is None:
@@ -539,20 +695,26 @@ class AlertService:
                     self.store.put_filing(f)
                     self.journal.append("filing.overdue", f.filing_id, f.to_dict(), now_ms)
                     notes += self._notify_filing(
-                        f, EventType.MAINTENANCE_OVERDUE, "检修/开停车超过计划结束时间, 已恢复推送",
-                        ["enterprise_duty", "main", "district", "park"], Colour.YELLOW, now_ms)
+                        f,
+                        EventType.MAINTENANCE_OVERDUE,
+                        "检修/开停车超过计划结束时间, 已恢复推送",
+                        ["enterprise_duty", "main", "district", "park"],
+                        Colour.YELLOW,
+                        now_ms,
+                    )
                     refresh.add(f.enterprise_code)
             for ent in sorted(refresh):
                 self._refresh_suppression(now_ms, notes, enterprise=ent)
             grace = int(self.routing.lifecycle.reset_grace_s * 1000)
             for rec in self.store.list_alarms(state=Phase.CLOSED, active=True, limit=None):
-                if (rec.reset_requested_ms is not None
-                        and now_ms >= rec.reset_requested_ms + grace):
+                if rec.reset_requested_ms is not None and now_ms >= rec.reset_requested_ms + grace:
                     # Still present and the source did not reset it: it fires again.
                     self._put(self._reopen(rec, now_ms))
             esc = self.routing.escalation
-            subjects: list[Record] = [*self.store.list_alarms(open_only=True, limit=None),
-                                      *self.store.list_warnings(open_only=True, limit=None)]
+            subjects: list[Record] = [
+                *self.store.list_alarms(open_only=True, limit=None),
+                *self.store.list_warnings(open_only=True, limit=None),
+            ]
             for rec in subjects:
                 timers = due(rec, esc, now_ms)
                 if not timers:
@@ -561,32 +723,54 @@ class AlertService:
                 if Timer.ESCALATE in timers:
                     deadline = ack_deadline(rec, esc)
                     while deadline is not None and deadline <= now_ms:
-                        rec = dataclasses.replace(rec, tier=rec.tier + 1, tier_since_ms=deadline,
-                                                  updated_ms=now_ms)
-                        self.journal.append(f"{self._kind(rec)}.escalated", rec.subject_id,
-                                            {"tier": rec.tier, "deadline_ms": deadline}, now_ms)
-                        rec, n = self._run(rec, EventType.ESCALATED, f"tier{rec.tier}", now_ms,
-                                           only_new_since_tier=rec.tier - 1)
+                        rec = dataclasses.replace(
+                            rec, tier=rec.tier + 1, tier_since_ms=deadline, updated_ms=now_ms
+                        )
+                        self.journal.append(
+                            f"{self._kind(rec)}.escalated",
+                            rec.subject_id,
+                            {"tier": rec.tier, "deadline_ms": deadline},
+                            now_ms,
+                        )
+                        rec, n = self._run(
+                            rec,
+                            EventType.ESCALATED,
+                            f"tier{rec.tier}",
+                            now_ms,
+                            only_new_since_tier=rec.tier - 1,
+                        )
                         notes += n
                         deadline = ack_deadline(rec, esc)
                 if Timer.REMIND in timers and Timer.ESCALATE not in timers:
-                    rec = dataclasses.replace(rec, reminders=rec.reminders + 1,
-                                              last_reminder_ms=now_ms, updated_ms=now_ms)
-                    self.journal.append(f"{self._kind(rec)}.reminder", rec.subject_id,
-                                        {"n": rec.reminders}, now_ms)
-                    rec, n = self._run(rec, EventType.REMINDER, f"reminder{rec.reminders}",
-                                       now_ms, platform=False)
+                    rec = dataclasses.replace(
+                        rec, reminders=rec.reminders + 1, last_reminder_ms=now_ms, updated_ms=now_ms
+                    )
+                    self.journal.append(
+                        f"{self._kind(rec)}.reminder", rec.subject_id, {"n": rec.reminders}, now_ms
+                    )
+                    rec, n = self._run(
+                        rec, EventType.REMINDER, f"reminder{rec.reminders}", now_ms, platform=False
+                    )
                     notes += n
                 if Timer.OVERDUE in timers:
                     rec = dataclasses.replace(rec, overdue=True, updated_ms=now_ms)
-                    self.journal.append(f"{self._kind(rec)}.disposition_overdue",
-                                        rec.subject_id, {"raised_ms": rec.raised_ms}, now_ms)
+                    self.journal.append(
+                        f"{self._kind(rec)}.disposition_overdue",
+                        rec.subject_id,
+                        {"raised_ms": rec.raised_ms},
+                        now_ms,
+                    )
                     if not rec.suppressed:
                         # Not disposed in time: the district/park duty officers hear of it
                         # once (and it is listed in the district's daily report).
-                        rec, n = self._run(rec, EventType.REMINDER, "disposition_overdue",
-                                           now_ms, roles=("main", "district", "park"),
-                                           note="处置超期: 请尽快填报处置结果")
+                        rec, n = self._run(
+                            rec,
+                            EventType.REMINDER,
+                            "disposition_overdue",
+                            now_ms,
+                            roles=("main", "district", "park"),
+                            note="处置超期: 请尽快填报处置结果",
+                        )
                         notes += n
                 if rec != orig:
                     self._put(rec)

@@ -210,9 +210,21 @@ class AlertStore:
                 "INSERT OR REPLACE INTO alarms (alarm_id, enterprise_code, district, hazard_code,"
                 " tag, kind, level, colour, phase, active, raised_ms, updated_ms, data)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (rec.alarm_id, rec.enterprise_code, rec.district, rec.hazard_code, rec.tag,
-                 rec.kind, rec.level, str(rec.colour), str(rec.phase), int(rec.active),
-                 rec.raised_ms, rec.updated_ms, json.dumps(rec.to_dict(), ensure_ascii=False)),
+                (
+                    rec.alarm_id,
+                    rec.enterprise_code,
+                    rec.district,
+                    rec.hazard_code,
+                    rec.tag,
+                    rec.kind,
+                    rec.level,
+                    str(rec.colour),
+                    str(rec.phase),
+                    int(rec.active),
+                    rec.raised_ms,
+                    rec.updated_ms,
+                    json.dumps(rec.to_dict(), ensure_ascii=False),
+                ),
             )
 
     def get_alarm(self, alarm_id: str) -> AlarmRecord | None:
@@ -260,8 +272,9 @@ class AlertStore:
             args.append(until_ms)
         return sql
 
-    def list_alarms(self, *, limit: int | None = 100, offset: int = 0, **filters: Any
-                    ) -> list[AlarmRecord]:
+    def list_alarms(
+        self, *, limit: int | None = 100, offset: int = 0, **filters: Any
+    ) -> list[AlarmRecord]:
         """Alarms matching every given filter, newest raise first. Filters: `enterprise`,
         `district`, `state` (a `Phase` value), `colour`, `kind` (each a value or several),
         `hazard_code`, `tag`, `since_ms`/`until_ms` (raise time, until exclusive),
@@ -290,9 +303,17 @@ class AlertStore:
                 "INSERT OR REPLACE INTO warnings (warning_id, enterprise_code, district,"
                 " hazard_code, colour, phase, raised_ms, updated_ms, data)"
                 " VALUES (?,?,?,?,?,?,?,?,?)",
-                (rec.warning_id, rec.enterprise_code, rec.district, rec.hazard_code,
-                 str(rec.colour), str(rec.phase), rec.raised_ms, rec.updated_ms,
-                 json.dumps(rec.to_dict(), ensure_ascii=False)),
+                (
+                    rec.warning_id,
+                    rec.enterprise_code,
+                    rec.district,
+                    rec.hazard_code,
+                    str(rec.colour),
+                    str(rec.phase),
+                    rec.raised_ms,
+                    rec.updated_ms,
+                    json.dumps(rec.to_dict(), ensure_ascii=False),
+                ),
             )
 
     def get_warning(self, warning_id: str) -> WarningRecord | None:
@@ -355,25 +376,41 @@ class AlertStore:
     # -- human actions --------------------------------------------------------------------
 
     def add_action(
-        self, ts_ms: int, action: str, subject_id: str, user: str, enterprise_code: str,
+        self,
+        ts_ms: int,
+        action: str,
+        subject_id: str,
+        user: str,
+        enterprise_code: str,
         data: dict[str, Any],
     ) -> int:
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO actions (ts_ms, action, subject_id, user, enterprise_code, data)"
                 " VALUES (?,?,?,?,?,?)",
-                (ts_ms, action, subject_id, user, enterprise_code,
-                 json.dumps(data, ensure_ascii=False, sort_keys=True)),
+                (
+                    ts_ms,
+                    action,
+                    subject_id,
+                    user,
+                    enterprise_code,
+                    json.dumps(data, ensure_ascii=False, sort_keys=True),
+                ),
             )
             return int(cur.lastrowid or 0)
 
     def list_actions(
-        self, *, subject_id: str | None = None, enterprise: str | Iterable[str] | None = None,
+        self,
+        *,
+        subject_id: str | None = None,
+        enterprise: str | Iterable[str] | None = None,
         limit: int | None = 1000,
     ) -> list[Action]:
         args: list[Any] = []
-        sql = ("SELECT action_id, ts_ms, action, subject_id, user, enterprise_code, data"
-               " FROM actions WHERE 1")
+        sql = (
+            "SELECT action_id, ts_ms, action, subject_id, user, enterprise_code, data"
+            " FROM actions WHERE 1"
+        )
         if subject_id is not None:
             sql += " AND subject_id=?"
             args.append(subject_id)
@@ -382,8 +419,10 @@ class AlertStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        return [Action(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]))
-                for r in self._query(sql, args)]
+        return [
+            Action(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]))
+            for r in self._query(sql, args)
+        ]
 
     # -- filings and shelves --------------------------------------------------------------
 
@@ -392,8 +431,14 @@ class AlertStore:
             db.execute(
                 "INSERT OR REPLACE INTO filings (filing_id, kind, enterprise_code, start_ms,"
                 " actual_end_ms, data) VALUES (?,?,?,?,?,?)",
-                (f.filing_id, str(f.kind), f.enterprise_code, f.start_ms, f.actual_end_ms,
-                 json.dumps(f.to_dict(), ensure_ascii=False)),
+                (
+                    f.filing_id,
+                    str(f.kind),
+                    f.enterprise_code,
+                    f.start_ms,
+                    f.actual_end_ms,
+                    json.dumps(f.to_dict(), ensure_ascii=False),
+                ),
             )
 
     def get_filing(self, filing_id: str) -> Filing | None:
@@ -401,7 +446,10 @@ class AlertStore:
         return Filing.from_dict(json.loads(rows[0][0])) if rows else None
 
     def list_filings(
-        self, *, enterprise: str | Iterable[str] | None = None, open_only: bool = False,
+        self,
+        *,
+        enterprise: str | Iterable[str] | None = None,
+        open_only: bool = False,
         kind: str | None = None,
     ) -> list[Filing]:
         args: list[Any] = []
@@ -420,8 +468,14 @@ class AlertStore:
             db.execute(
                 "INSERT OR REPLACE INTO shelves (shelf_id, subject_id, enterprise_code,"
                 " expires_ms, ended_ms, data) VALUES (?,?,?,?,?,?)",
-                (s.shelf_id, s.subject_id, s.enterprise_code, s.expires_ms, s.ended_ms,
-                 json.dumps(s.to_dict(), ensure_ascii=False)),
+                (
+                    s.shelf_id,
+                    s.subject_id,
+                    s.enterprise_code,
+                    s.expires_ms,
+                    s.ended_ms,
+                    json.dumps(s.to_dict(), ensure_ascii=False),
+                ),
             )
 
     def get_shelf(self, shelf_id: str) -> Shelf | None:
@@ -429,7 +483,10 @@ class AlertStore:
         return Shelf.from_dict(json.loads(rows[0][0])) if rows else None
 
     def list_shelves(
-        self, *, enterprise: str | Iterable[str] | None = None, open_only: bool = False,
+        self,
+        *,
+        enterprise: str | Iterable[str] | None = None,
+        open_only: bool = False,
         subject_id: str | None = None,
     ) -> list[Shelf]:
         args: list[Any] = []
@@ -445,29 +502,53 @@ class AlertStore:
 
     # -- outbox rows (the Outbox class owns the delivery logic) -----------------------------
 
-    _OUTBOX_COLS = ("seq, data, state, created_ms, not_before_ms, next_attempt_ms, attempts,"
-                    " first_failure_ms, last_error, delivered_ms, via_channel, digest_id")
+    _OUTBOX_COLS = (
+        "seq, data, state, created_ms, not_before_ms, next_attempt_ms, attempts,"
+        " first_failure_ms, last_error, delivered_ms, via_channel, digest_id"
+    )
 
     @staticmethod
     def _outbox_item(r: tuple) -> OutboxItem:
         return OutboxItem(
-            seq=r[0], notification=msgspec.json.decode(r[1], type=Notification), state=r[2],
-            created_ms=r[3], not_before_ms=r[4], next_attempt_ms=r[5], attempts=r[6],
-            first_failure_ms=r[7], last_error=r[8], delivered_ms=r[9], via_channel=r[10],
+            seq=r[0],
+            notification=msgspec.json.decode(r[1], type=Notification),
+            state=r[2],
+            created_ms=r[3],
+            not_before_ms=r[4],
+            next_attempt_ms=r[5],
+            attempts=r[6],
+            first_failure_ms=r[7],
+            last_error=r[8],
+            delivered_ms=r[9],
+            via_channel=r[10],
             digest_id=r[11],
         )
 
-    def insert_notification(self, n: Notification, not_before_ms: int, state: str = "pending",
-                            ) -> bool:
+    def insert_notification(
+        self,
+        n: Notification,
+        not_before_ms: int,
+        state: str = "pending",
+    ) -> bool:
         """Store a notification unless one with the same id exists; True if inserted."""
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO outbox (id, channel, recipient, subject_id,"
                 " enterprise_code, event_type, state, created_ms, not_before_ms,"
                 " next_attempt_ms, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (n.id, n.channel, n.recipient, n.subject_id, n.enterprise_code,
-                 str(n.event_type), state, n.created_ms, not_before_ms, not_before_ms,
-                 msgspec.json.encode(n)),
+                (
+                    n.id,
+                    n.channel,
+                    n.recipient,
+                    n.subject_id,
+                    n.enterprise_code,
+                    str(n.event_type),
+                    state,
+                    n.created_ms,
+                    not_before_ms,
+                    not_before_ms,
+                    msgspec.json.encode(n),
+                ),
             )
             return cur.rowcount == 1
 
@@ -482,8 +563,12 @@ class AlertStore:
         return self._outbox_item(rows[0]) if rows else None
 
     def list_outbox(
-        self, *, state: str | Iterable[str] | None = None, subject_id: str | None = None,
-        channel: str | None = None, enterprise: str | Iterable[str] | None = None,
+        self,
+        *,
+        state: str | Iterable[str] | None = None,
+        subject_id: str | None = None,
+        channel: str | None = None,
+        enterprise: str | Iterable[str] | None = None,
         limit: int | None = None,
     ) -> list[OutboxItem]:
         """Outbox rows in the order they were stored."""
@@ -505,22 +590,39 @@ class AlertStore:
 
     def outbox_depth(self) -> int:
         """Notifications not yet delivered, dead or withdrawn (the runner's metric)."""
-        return int(self._query(
-            "SELECT count(*) FROM outbox WHERE state IN ('pending', 'merged')")[0][0])
+        return int(
+            self._query("SELECT count(*) FROM outbox WHERE state IN ('pending', 'merged')")[0][0]
+        )
 
     def update_outbox(self, notification_id: str, **cols: Any) -> None:
-        allowed = {"state", "next_attempt_ms", "attempts", "first_failure_ms", "last_error",
-                   "delivered_ms", "via_channel", "digest_id", "not_before_ms"}
+        allowed = {
+            "state",
+            "next_attempt_ms",
+            "attempts",
+            "first_failure_ms",
+            "last_error",
+            "delivered_ms",
+            "via_channel",
+            "digest_id",
+            "not_before_ms",
+        }
         bad = set(cols) - allowed
         if bad:
             raise ValueError(f"update_outbox: unknown column(s) {sorted(bad)}")
         sets = ", ".join(f"{k}=?" for k in cols)
         with self.transaction() as db:
-            db.execute(f"UPDATE outbox SET {sets} WHERE id=?",  # noqa: S608 - names checked
-                       (*cols.values(), notification_id))
+            db.execute(
+                f"UPDATE outbox SET {sets} WHERE id=?",  # noqa: S608 - names checked
+                (*cols.values(), notification_id),
+            )
 
-    def withdraw(self, subject_id: str, *, keep_channels: Iterable[str] = (),
-                 held_after_ms: int | None = None) -> list[str]:
+    def withdraw(
+        self,
+        subject_id: str,
+        *,
+        keep_channels: Iterable[str] = (),
+        held_after_ms: int | None = None,
+    ) -> list[str]:
         """Withdraw the not-yet-delivered notifications of a subject (except on the given
         channels; with `held_after_ms`, only those still held past that time and never
         attempted); returns their ids."""
@@ -544,30 +646,48 @@ class AlertStore:
             db.execute(
                 "INSERT INTO attempts (notification_id, ts_ms, channel, recipient, ok,"
                 " retryable, status, reason) VALUES (?,?,?,?,?,?,?,?)",
-                (a.notification_id, a.ts_ms, a.channel, a.recipient, int(a.ok),
-                 int(a.retryable), a.status, a.reason),
+                (
+                    a.notification_id,
+                    a.ts_ms,
+                    a.channel,
+                    a.recipient,
+                    int(a.ok),
+                    int(a.retryable),
+                    a.status,
+                    a.reason,
+                ),
             )
 
     def list_attempts(self, notification_id: str | None = None) -> list[Attempt]:
         args: list[Any] = []
-        sql = ("SELECT notification_id, ts_ms, channel, recipient, ok, retryable, status, reason"
-               " FROM attempts")
+        sql = (
+            "SELECT notification_id, ts_ms, channel, recipient, ok, retryable, status, reason"
+            " FROM attempts"
+        )
         if notification_id is not None:
             sql += " WHERE notification_id=?"
             args.append(notification_id)
         sql += " ORDER BY attempt_id"
-        return [Attempt(r[0], r[1], r[2], r[3], bool(r[4]), bool(r[5]), r[6], r[7])
-                for r in self._query(sql, args)]
+        return [
+            Attempt(r[0], r[1], r[2], r[3], bool(r[4]), bool(r[5]), r[6], r[7])
+            for r in self._query(sql, args)
+        ]
 
     def attempts_since(self, channel: str, recipient: str, since_ms: int) -> list[int]:
         """Times of the attempts on (channel, recipient) since `since_ms` (rate limits)."""
-        return [r[0] for r in self._query(
-            "SELECT ts_ms FROM attempts WHERE channel=? AND recipient=? AND ts_ms>=?"
-            " ORDER BY ts_ms", (channel, recipient, since_ms))]
+        return [
+            r[0]
+            for r in self._query(
+                "SELECT ts_ms FROM attempts WHERE channel=? AND recipient=? AND ts_ms>=?"
+                " ORDER BY ts_ms",
+                (channel, recipient, since_ms),
+            )
+        ]
 
     def channel_failing_since(self, channel: str) -> int | None:
-        rows = self._query("SELECT failing_since_ms FROM channel_health WHERE channel=?",
-                           (channel,))
+        rows = self._query(
+            "SELECT failing_since_ms FROM channel_health WHERE channel=?", (channel,)
+        )
         return rows[0][0] if rows else None
 
     def set_channel_health(self, channel: str, ok: bool, now_ms: int) -> None:
@@ -576,13 +696,16 @@ class AlertStore:
                 db.execute(
                     "INSERT INTO channel_health (channel, failing_since_ms, last_ok_ms)"
                     " VALUES (?, NULL, ?) ON CONFLICT(channel) DO UPDATE SET"
-                    " failing_since_ms=NULL, last_ok_ms=excluded.last_ok_ms", (channel, now_ms))
+                    " failing_since_ms=NULL, last_ok_ms=excluded.last_ok_ms",
+                    (channel, now_ms),
+                )
             else:
                 db.execute(
                     "INSERT INTO channel_health (channel, failing_since_ms, last_ok_ms)"
                     " VALUES (?, ?, NULL) ON CONFLICT(channel) DO UPDATE SET"
                     " failing_since_ms=coalesce(failing_since_ms, excluded.failing_since_ms)",
-                    (channel, now_ms))
+                    (channel, now_ms),
+                )
 
     # -- journal rows (the Journal class owns hashing and verification) ---------------------
 
@@ -591,12 +714,18 @@ class AlertStore:
         return (rows[0][0], rows[0][1]) if rows else (0, "")
 
     def journal_rows(
-        self, since_ms: int | None = None, until_ms: int | None = None,
-        subject_id: str | None = None, after_seq: int = 0, limit: int | None = None,
+        self,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        subject_id: str | None = None,
+        after_seq: int = 0,
+        limit: int | None = None,
     ) -> list[tuple]:
         args: list[Any] = [after_seq]
-        sql = ("SELECT seq, ts_ms, kind, subject_id, actor, data, prev_hash, hash FROM journal"
-               " WHERE seq>?")
+        sql = (
+            "SELECT seq, ts_ms, kind, subject_id, actor, data, prev_hash, hash FROM journal"
+            " WHERE seq>?"
+        )
         if since_ms is not None:
             sql += " AND ts_ms>=?"
             args.append(since_ms)

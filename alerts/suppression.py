@@ -122,12 +122,20 @@ class Filing:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "filing_id": self.filing_id, "kind": str(self.kind),
-            "enterprise_code": self.enterprise_code, "hazard_code": self.hazard_code,
-            "tag": self.tag, "start_ms": self.start_ms, "planned_end_ms": self.planned_end_ms,
-            "actual_end_ms": self.actual_end_ms, "interlock_bypassed": self.interlock_bypassed,
-            "filed_by": self.filed_by, "note": self.note, "created_ms": self.created_ms,
-            "ended_by": self.ended_by, "overdue_notified_ms": self.overdue_notified_ms,
+            "filing_id": self.filing_id,
+            "kind": str(self.kind),
+            "enterprise_code": self.enterprise_code,
+            "hazard_code": self.hazard_code,
+            "tag": self.tag,
+            "start_ms": self.start_ms,
+            "planned_end_ms": self.planned_end_ms,
+            "actual_end_ms": self.actual_end_ms,
+            "interlock_bypassed": self.interlock_bypassed,
+            "filed_by": self.filed_by,
+            "note": self.note,
+            "created_ms": self.created_ms,
+            "ended_by": self.ended_by,
+            "overdue_notified_ms": self.overdue_notified_ms,
         }
 
     @classmethod
@@ -158,18 +166,25 @@ class Shelf:
         return self.ended_ms is None and self.start_ms <= now_ms < self.expires_ms
 
     def covers(self, rec: AlarmRecord) -> bool:
-        return (
-            rec.alarm_id == self.subject_id
-            or (rec.enterprise_code, rec.tag, rec.rule)
-            == (self.enterprise_code, self.tag, self.rule)
+        return rec.alarm_id == self.subject_id or (rec.enterprise_code, rec.tag, rec.rule) == (
+            self.enterprise_code,
+            self.tag,
+            self.rule,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "shelf_id": self.shelf_id, "subject_id": self.subject_id,
-            "enterprise_code": self.enterprise_code, "tag": self.tag, "rule": self.rule,
-            "reason": self.reason, "shelved_by": self.shelved_by, "start_ms": self.start_ms,
-            "expires_ms": self.expires_ms, "ended_ms": self.ended_ms, "ended_by": self.ended_by,
+            "shelf_id": self.shelf_id,
+            "subject_id": self.subject_id,
+            "enterprise_code": self.enterprise_code,
+            "tag": self.tag,
+            "rule": self.rule,
+            "reason": self.reason,
+            "shelved_by": self.shelved_by,
+            "start_ms": self.start_ms,
+            "expires_ms": self.expires_ms,
+            "ended_ms": self.ended_ms,
+            "ended_by": self.ended_by,
         }
 
     @classmethod
@@ -264,8 +279,9 @@ def decide(
     )
 
 
-def hold_ms(rec: AlarmRecord, hold_offline_s: float, hold_process_s: float,
-            gateway_of: Mapping[str, str]) -> int:
+def hold_ms(
+    rec: AlarmRecord, hold_offline_s: float, hold_process_s: float, gateway_of: Mapping[str, str]
+) -> int:
     """How long this alarm's notifications wait for a late inhibitor (see module docstring)."""
     key = inhibited_by_key(rec, gateway_of)
     if key is None:

@@ -13,8 +13,9 @@ import typer
 
 from hazardwatch.cli import fail, settings
 
-route_app = typer.Typer(help="Check the routing file and see who would be told of an alarm.",
-                        no_args_is_help=True)
+route_app = typer.Typer(
+    help="Check the routing file and see who would be told of an alarm.", no_args_is_help=True
+)
 audit_app = typer.Typer(help="Verify and export the audit journal.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Inspect the alert store.", no_args_is_help=True)
 
@@ -32,8 +33,10 @@ def _db_path(db: Path | None) -> Path:
 
         path = state_paths(settings())[1]
     if not path.is_file():
-        raise fail(f"alert store not found: {path}",
-                   hint="pass --db PATH (the SQLite file of a `hazardwatch run`)")
+        raise fail(
+            f"alert store not found: {path}",
+            hint="pass --db PATH (the SQLite file of a `hazardwatch run`)",
+        )
     return path
 
 
@@ -63,8 +66,10 @@ def _parse_time(value: str | None, option: str) -> int | None:
     try:
         return datetime_to_ms(datetime.fromisoformat(value))
     except ValueError as exc:
-        raise fail(f"{option}: {value!r} is not an ISO 8601 time with an offset ({exc})",
-                   hint="e.g. 2026-11-29T08:00:00+08:00") from None
+        raise fail(
+            f"{option}: {value!r} is not an ISO 8601 time with an offset ({exc})",
+            hint="e.g. 2026-11-29T08:00:00+08:00",
+        ) from None
 
 
 def register(app: typer.Typer) -> None:
@@ -76,13 +81,19 @@ def register(app: typer.Typer) -> None:
 @route_app.command("check")
 def route_check(
     routing: Annotated[Path, typer.Argument(help="Routing YAML file.")],
-    registry: Annotated[Path | None, typer.Option(
-        "--registry", help="Point registry: also list enterprises nobody is routed for.")] = None,
+    registry: Annotated[
+        Path | None,
+        typer.Option(
+            "--registry", help="Point registry: also list enterprises nobody is routed for."
+        ),
+    ] = None,
 ) -> None:
     """Validate a routing file (every problem at once); exit 2 when invalid."""
     cfg = _routing(routing)
-    typer.echo(f"{routing}: ok ({len(cfg.enterprises)} enterprises, "
-               f"{len(cfg.districts)} district/park offices)")
+    typer.echo(
+        f"{routing}: ok ({len(cfg.enterprises)} enterprises, "
+        f"{len(cfg.districts)} district/park offices)"
+    )
     if registry is not None:
         reg = _registry(registry)
         missing = [e for e in reg.enterprises() if e not in cfg.enterprises]
@@ -95,15 +106,18 @@ def route_test(
     routing: Annotated[Path, typer.Option("--routing", help="Routing YAML file.")],
     registry: Annotated[Path, typer.Option("--registry", help="Point registry CSV/YAML.")],
     enterprise: Annotated[str, typer.Option("--enterprise", help="Enterprise code.")],
-    colour: Annotated[str | None, typer.Option(
-        "--colour", help="blue|yellow|orange|red (or 蓝黄橙红); default: from --kind/--level.")
+    colour: Annotated[
+        str | None,
+        typer.Option(
+            "--colour", help="blue|yellow|orange|red (or 蓝黄橙红); default: from --kind/--level."
+        ),
     ] = None,
     hazard: Annotated[str, typer.Option("--hazard", help="Installation (hazard) code.")] = "",
     tier: Annotated[int, typer.Option("--tier", min=0, help="Escalation tier.")] = 0,
-    kind: Annotated[str, typer.Option("--kind", help="Alarm kind (to derive the colour).")
-                    ] = "limit",
-    level: Annotated[str | None, typer.Option("--level", help="Alarm level, e.g. L2, HH.")
-                     ] = None,
+    kind: Annotated[
+        str, typer.Option("--kind", help="Alarm kind (to derive the colour).")
+    ] = "limit",
+    level: Annotated[str | None, typer.Option("--level", help="Alarm level, e.g. L2, HH.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show who would be told of an alarm or warning, through the service's own routing."""
@@ -121,35 +135,55 @@ def route_test(
         try:
             c = Colour(zh.get(colour, colour.lower()))
         except ValueError:
-            raise fail(f"--colour: {colour!r} is not a colour",
-                       hint="blue, yellow, orange, red (蓝 黄 橙 红)") from None
+            raise fail(
+                f"--colour: {colour!r} is not a colour",
+                hint="blue, yellow, orange, red (蓝 黄 橙 红)",
+            ) from None
     subject = subject_for(cfg, reg, enterprise, hazard)
     recips = route(cfg, subject, c, tier)
     step = colour_at_tier(c, tier)
     gaps = missing_roles(cfg, subject, c, tier)
     if as_json:
-        typer.echo(json.dumps({
-            "colour": str(c), "tier": tier, "routes_as": str(step),
-            "district": subject.district,
-            "recipients": [{"role": r.role, "name": r.name, "channel": r.channel,
-                            "address": r.address} for r in recips],
-            "platform": cfg.channels.platform, "missing_roles": gaps,
-        }, ensure_ascii=False, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "colour": str(c),
+                    "tier": tier,
+                    "routes_as": str(step),
+                    "district": subject.district,
+                    "recipients": [
+                        {"role": r.role, "name": r.name, "channel": r.channel, "address": r.address}
+                        for r in recips
+                    ],
+                    "platform": cfg.channels.platform,
+                    "missing_roles": gaps,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("role", "name", "channel", "address",
-                  title=f"{enterprise}{'/' + hazard if hazard else ''} {c.zh}({c}) tier {tier}"
-                  f" -> routes as {step.zh}({step}), district {subject.district or '-'}")
+    table = Table(
+        "role",
+        "name",
+        "channel",
+        "address",
+        title=f"{enterprise}{'/' + hazard if hazard else ''} {c.zh}({c}) tier {tier}"
+        f" -> routes as {step.zh}({step}), district {subject.district or '-'}",
+    )
     for r in recips:
         table.add_row(f"{ROLE_ZH.get(r.role, r.role)} ({r.role})", r.name, r.channel, r.address)
     if cfg.channels.platform:
         table.add_row("platform", "安全风险隐患管理平台", "platform", "(every transition)")
     Console(width=160).print(table)
     for g in gaps:
-        typer.echo(f"warning: nobody holds the role {g} ({ROLE_ZH.get(g, g)}) for {enterprise}"
-                   f"{'/' + hazard if hazard else ''}")
+        typer.echo(
+            f"warning: nobody holds the role {g} ({ROLE_ZH.get(g, g)}) for {enterprise}"
+            f"{'/' + hazard if hazard else ''}"
+        )
 
 
 @audit_app.command("verify")
@@ -168,8 +202,11 @@ def audit_verify(db: DbOpt = None) -> None:
     finally:
         store.close()
     if not result.ok:
-        typer.secho(f"FAILED: {path}: {result.reason} (first bad record: {result.first_bad_seq})",
-                    err=True, fg=typer.colors.RED)
+        typer.secho(
+            f"FAILED: {path}: {result.reason} (first bad record: {result.first_bad_seq})",
+            err=True,
+            fg=typer.colors.RED,
+        )
         raise typer.Exit(1)
     typer.echo(f"ok: {path}: {result.reason}")
 

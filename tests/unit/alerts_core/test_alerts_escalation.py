@@ -12,19 +12,30 @@ from alerts.service import AlertService
 from alerts.store import AlertStore
 from tests.unit.alerts_core.conftest import MIN, T0, alarm, recipients, warning
 
-TECH, MAIN, DISTRICT, PARK, CITY = ("+8613900000002", "+8613900000001", "+8613900000008",
-                                    "+8613900000007", "+8613900000009")
+TECH, MAIN, DISTRICT, PARK, CITY = (
+    "+8613900000002",
+    "+8613900000001",
+    "+8613900000008",
+    "+8613900000007",
+    "+8613900000009",
+)
 
 
 def people(notes, event_type=None):
-    return [n for n in notes if n.channel != "platform"
-            and (event_type is None or n.event_type is event_type)]
+    return [
+        n
+        for n in notes
+        if n.channel != "platform" and (event_type is None or n.event_type is event_type)
+    ]
 
 
-@pytest.mark.parametrize(("level", "timeout_min", "added"), [
-    ("L1", 30, {TECH}),  # 蓝 -> 黄 after 30 min: + 技术负责人
-    ("L2", 10, {CITY}),  # 橙 -> 红 after 10 min: + the city duty officer
-])
+@pytest.mark.parametrize(
+    ("level", "timeout_min", "added"),
+    [
+        ("L1", 30, {TECH}),  # 蓝 -> 黄 after 30 min: + 技术负责人
+        ("L2", 10, {CITY}),  # 橙 -> 红 after 10 min: + the city duty officer
+    ],
+)
 def test_not_acknowledged_in_time_escalates_one_tier(service, store, level, timeout_min, added):
     service.on_alarm(alarm(level=level), T0)
     assert service.tick(T0 + timeout_min * MIN - 1) == []
@@ -87,7 +98,8 @@ def test_no_disposition_within_24_hours_is_overdue(service, store):
     assert kinds.count("alarm.disposition_overdue") == 1
     service.tick(T0 + 25 * 60 * MIN)
     assert [r[2] for r in store.journal_rows(subject_id="A1")].count(
-        "alarm.disposition_overdue") == 1
+        "alarm.disposition_overdue"
+    ) == 1
     service.dispose("A1", "u", Disposition.PROCESS_FLUCTUATION, "", T0 + 26 * 60 * MIN)
 
 
@@ -117,14 +129,39 @@ def test_due_is_a_pure_function_of_the_record():
     from rules.model import Colour
 
     rec = AlarmRecord(
-        alarm_id="A", enterprise_code="E", district="D", hazard_code="H", zone="Z", tag="T",
-        parameter="level", kind="limit", level="HH", rule="r", unit="m", value=1.0,
-        threshold=1.0, message="", pack="", pack_version="", ruleset="", colour=Colour.ORANGE,
-        phase=Phase.FIRING, active=True, latched=False, raised_ms=0, updated_ms=0,
-        event_ts_ms=0, notified=True)
+        alarm_id="A",
+        enterprise_code="E",
+        district="D",
+        hazard_code="H",
+        zone="Z",
+        tag="T",
+        parameter="level",
+        kind="limit",
+        level="HH",
+        rule="r",
+        unit="m",
+        value=1.0,
+        threshold=1.0,
+        message="",
+        pack="",
+        pack_version="",
+        ruleset="",
+        colour=Colour.ORANGE,
+        phase=Phase.FIRING,
+        active=True,
+        latched=False,
+        raised_ms=0,
+        updated_ms=0,
+        event_ts_ms=0,
+        notified=True,
+    )
     esc = Escalation()
     assert due(rec, esc, 600_000 - 1) == []
     assert due(rec, esc, 600_000) == [Timer.ESCALATE]
-    assert Timer.ESCALATE not in due(rec.__class__(**{**rec.to_dict(), "suppressed": "x",
-                                                     "colour": Colour.ORANGE,
-                                                     "phase": Phase.FIRING}), esc, 10**9)
+    assert Timer.ESCALATE not in due(
+        rec.__class__(
+            **{**rec.to_dict(), "suppressed": "x", "colour": Colour.ORANGE, "phase": Phase.FIRING}
+        ),
+        esc,
+        10**9,
+    )

@@ -42,9 +42,17 @@ def _db(path):
 
 def test_everything_is_journaled(busy, store):
     kinds = [r[2] for r in store.journal_rows()]
-    for expected in ("ruleset.changed", "alarm.event", "warning.event", "action.acknowledge",
-                     "action.dispose", "action.shelve", "action.file", "notify.enqueued",
-                     "notify.attempt"):
+    for expected in (
+        "ruleset.changed",
+        "alarm.event",
+        "warning.event",
+        "action.acknowledge",
+        "action.dispose",
+        "action.shelve",
+        "action.file",
+        "notify.enqueued",
+        "notify.attempt",
+    ):
         assert expected in kinds, expected
     attempts = [json.loads(r[5]) for r in store.journal_rows() if r[2] == "notify.attempt"]
     assert any(not a["ok"] and a["reason"] == "errcode 45009" for a in attempts)
@@ -67,11 +75,14 @@ def test_one_edited_record_fails_verify_and_is_named(busy, capsys):
     assert f"record {seq} was edited" in err and f"first bad record: {seq}" in err
 
 
-@pytest.mark.parametrize("edit", [
-    "UPDATE journal SET ts_ms = ts_ms + 1 WHERE seq = 5",
-    "UPDATE journal SET data = replace(data, 'closed the valve', 'nothing') WHERE seq = 5",
-    "UPDATE journal SET data = '{\"x\":1}' WHERE seq = 5",
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE journal SET ts_ms = ts_ms + 1 WHERE seq = 5",
+        "UPDATE journal SET data = replace(data, 'closed the valve', 'nothing') WHERE seq = 5",
+        "UPDATE journal SET data = '{\"x\":1}' WHERE seq = 5",
+    ],
+)
 def test_any_field_edit_is_found(busy, store, edit):
     with _db(busy) as db:
         if "closed the valve" in edit:
@@ -108,12 +119,18 @@ def test_removing_the_last_record_fails_verify(busy, store):
 
 def test_two_swapped_records_fail_verify(busy, store):
     with _db(busy) as db:
-        a = db.execute("SELECT ts_ms, kind, subject_id, actor, data, prev_hash, hash "
-                       "FROM journal WHERE seq = 4").fetchone()
-        b = db.execute("SELECT ts_ms, kind, subject_id, actor, data, prev_hash, hash "
-                       "FROM journal WHERE seq = 5").fetchone()
-        set_ = ("UPDATE journal SET ts_ms=?, kind=?, subject_id=?, actor=?, data=?, "
-                "prev_hash=?, hash=? WHERE seq=?")
+        a = db.execute(
+            "SELECT ts_ms, kind, subject_id, actor, data, prev_hash, hash "
+            "FROM journal WHERE seq = 4"
+        ).fetchone()
+        b = db.execute(
+            "SELECT ts_ms, kind, subject_id, actor, data, prev_hash, hash "
+            "FROM journal WHERE seq = 5"
+        ).fetchone()
+        set_ = (
+            "UPDATE journal SET ts_ms=?, kind=?, subject_id=?, actor=?, data=?, "
+            "prev_hash=?, hash=? WHERE seq=?"
+        )
         db.execute(set_, (*b, 4))
         db.execute(set_, (*a, 5))
     r = Journal(store).verify()
@@ -127,14 +144,26 @@ def test_export_writes_verifiable_json_lines_and_a_filtered_range(busy, store, t
     assert len(lines) == len(store.journal_rows())
     assert verify_export(out).ok
     rec = json.loads(lines[3])
-    assert set(rec) == {"seq", "ts_ms", "kind", "subject_id", "actor", "data", "prev_hash",
-                        "hash"}
+    assert set(rec) == {"seq", "ts_ms", "kind", "subject_id", "actor", "data", "prev_hash", "hash"}
     lines[3] = lines[3].replace(rec["kind"], rec["kind"] + "x")
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert verify_export(out).first_bad_seq == 4
     part = tmp_path / "part.jsonl"
-    assert main(["audit", "export", "--db", str(busy), "--out", str(part),
-                 "--since", "2026-11-18T00:00:00+00:00"]) == 0
+    assert (
+        main(
+            [
+                "audit",
+                "export",
+                "--db",
+                str(busy),
+                "--out",
+                str(part),
+                "--since",
+                "2026-11-18T00:00:00+00:00",
+            ]
+        )
+        == 0
+    )
 
 
 def test_audit_verify_on_a_missing_file_is_one_clear_error(tmp_path, capsys):
@@ -143,8 +172,21 @@ def test_audit_verify_on_a_missing_file_is_one_clear_error(tmp_path, capsys):
 
 
 def test_export_rejects_a_time_without_offset(busy, tmp_path, capsys):
-    assert main(["audit", "export", "--db", str(busy), "--out", str(tmp_path / "x"),
-                 "--since", "yesterday"]) == 2
+    assert (
+        main(
+            [
+                "audit",
+                "export",
+                "--db",
+                str(busy),
+                "--out",
+                str(tmp_path / "x"),
+                "--since",
+                "yesterday",
+            ]
+        )
+        == 2
+    )
     assert "--since" in capsys.readouterr().err
 
 
@@ -153,23 +195,33 @@ def test_alerts_outbox_command_counts_by_channel_and_state(busy, capsys):
     out = capsys.readouterr().out
     assert "platform" in out and "wecom" in out and "delivered" in out and "pending" in out
 
+
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(), kids, max_size=3),
-    max_leaves=8)
+    max_leaves=8,
+)
 
 
 @settings(max_examples=150)
-@given(seq=st.integers(1, 10**9), ts=st.integers(0, 2**48), kind=st.text(),
-       subject=st.text(), actor=st.text(), data=st.dictionaries(st.text(), _json, max_size=4))
+@given(
+    seq=st.integers(1, 10**9),
+    ts=st.integers(0, 2**48),
+    kind=st.text(),
+    subject=st.text(),
+    actor=st.text(),
+    data=st.dictionaries(st.text(), _json, max_size=4),
+)
 def test_the_hand_built_record_text_is_the_canonical_json_of_the_record(
-        seq, ts, kind, subject, actor, data):
+    seq, ts, kind, subject, actor, data
+):
     import hashlib
 
     from alerts.journal import _hash_text, canonical, record_hash
 
-    body = canonical({"seq": seq, "ts_ms": ts, "kind": kind, "subject_id": subject,
-                      "actor": actor, "data": data})
+    body = canonical(
+        {"seq": seq, "ts_ms": ts, "kind": kind, "subject_id": subject, "actor": actor, "data": data}
+    )
     expected = hashlib.sha256(("p\n" + body).encode("utf-8")).hexdigest()
     assert record_hash("p", seq, ts, kind, subject, actor, data) == expected
     assert _hash_text("p", seq, ts, kind, subject, actor, canonical(data)) == expected

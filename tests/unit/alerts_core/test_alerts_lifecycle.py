@@ -20,7 +20,10 @@ def people(notes):
 def test_firing_ack_clear_dispose_closes_with_the_disposition(service, store):
     raised = service.on_alarm(alarm(), T0)
     assert {(n.channel, n.recipient) for n in raised} == {
-        ("platform", "platform"), ("aliyun_sms", OPERATOR_H01), ("wecom", "e001-duty")}
+        ("platform", "platform"),
+        ("aliyun_sms", OPERATOR_H01),
+        ("wecom", "e001-duty"),
+    }
     assert all(n.event_type is EventType.RAISED for n in raised)
     assert raised[1].link == "https://hw.example/a/A1"
     assert store.get_alarm("A1").phase is Phase.FIRING
@@ -33,15 +36,20 @@ def test_firing_ack_clear_dispose_closes_with_the_disposition(service, store):
     assert {n.event_type for n in cleared} == {EventType.CLEARED}
     assert recipients(people(cleared)) == {OPERATOR_H01, "e001-duty"}  # those told of the raise
 
-    closed = service.dispose("A1", "王操作", Disposition.PROCESS_FLUCTUATION, "valve drift",
-                             T0 + 10 * MIN)
+    closed = service.dispose(
+        "A1", "王操作", Disposition.PROCESS_FLUCTUATION, "valve drift", T0 + 10 * MIN
+    )
     assert closed.phase is Phase.CLOSED
     assert closed.disposition is Disposition.PROCESS_FLUCTUATION
     assert (closed.closed_by, closed.closed_ms, closed.disposition_note) == (
-        "王操作", T0 + 10 * MIN, "valve drift")
+        "王操作",
+        T0 + 10 * MIN,
+        "valve drift",
+    )
     disposed = store.list_outbox(subject_id="A1")
-    assert [i.notification.event_type for i in disposed if i.notification.channel == "platform"
-            ] == [EventType.RAISED, EventType.ACKNOWLEDGED, EventType.CLEARED, EventType.DISPOSED]
+    assert [
+        i.notification.event_type for i in disposed if i.notification.channel == "platform"
+    ] == [EventType.RAISED, EventType.ACKNOWLEDGED, EventType.CLEARED, EventType.DISPOSED]
     assert [a.action for a in store.list_actions(subject_id="A1")] == ["acknowledge", "dispose"]
 
 
@@ -88,8 +96,11 @@ def test_an_alarm_still_present_after_a_manual_close_fires_again(service, store)
     service.on_alarm(alarm(), T0)
     rec = service.dispose("A1", "u", Disposition.REAL_ALARM_HANDLED, "", T0 + MIN)
     assert rec.phase is Phase.FIRING and rec.reopened == 1 and rec.active
-    raised_again = [i for i in store.list_outbox(subject_id="A1")
-                    if i.notification.event_type is EventType.RAISED and i.created_ms == T0 + MIN]
+    raised_again = [
+        i
+        for i in store.list_outbox(subject_id="A1")
+        if i.notification.event_type is EventType.RAISED and i.created_ms == T0 + MIN
+    ]
     assert recipients([i.notification for i in raised_again]) >= {OPERATOR_H01, "e001-duty"}
     # the disposition itself is kept in the actions and the journal
     assert store.list_actions(subject_id="A1")[-1].data["code"] == "real_alarm_handled"
@@ -103,12 +114,18 @@ def test_a_closed_alarm_that_clears_later_stays_closed(service, store):
 
 
 def test_reset_hook_is_used_instead_of_refiring_when_the_runner_provides_one(
-        store, routing, registry):
+    store, routing, registry
+):
     from alerts.service import AlertService
 
     resets = []
-    svc = AlertService(store, routing, registry, public_url="http://x",
-                       on_alarm_reset=lambda aid, now: resets.append((aid, now)))
+    svc = AlertService(
+        store,
+        routing,
+        registry,
+        public_url="http://x",
+        on_alarm_reset=lambda aid, now: resets.append((aid, now)),
+    )
     svc.on_alarm(alarm(), T0)
     rec = svc.dispose("A1", "u", Disposition.OTHER, "reset at the panel", T0 + MIN)
     assert rec.phase is Phase.CLOSED and resets == [("A1", T0 + MIN)]
@@ -121,11 +138,13 @@ def test_reset_hook_is_used_instead_of_refiring_when_the_runner_provides_one(
 
 
 def test_unlatched_alarm_closed_with_a_reset_hook_fires_again_after_the_grace(
-        store, routing, registry):
+    store, routing, registry
+):
     from alerts.service import AlertService
 
-    svc = AlertService(store, routing, registry, public_url="http://x",
-                       on_alarm_reset=lambda aid, now: None)  # the engine had no latch
+    svc = AlertService(
+        store, routing, registry, public_url="http://x", on_alarm_reset=lambda aid, now: None
+    )  # the engine had no latch
     svc.on_alarm(alarm(), T0)
     svc.dispose("A1", "u", Disposition.PROCESS_FLUCTUATION, "", T0 + MIN)
     svc.tick(T0 + MIN + 4_999)
@@ -133,15 +152,18 @@ def test_unlatched_alarm_closed_with_a_reset_hook_fires_again_after_the_grace(
     svc.tick(T0 + MIN + 5_000)
     rec = store.get_alarm("A1")
     assert rec.phase is Phase.FIRING and rec.reopened == 1 and rec.reset_requested_ms is None
-    assert any(i.created_ms == T0 + MIN + 5_000 and i.notification.channel == "aliyun_sms"
-               for i in store.list_outbox(subject_id="A1"))
+    assert any(
+        i.created_ms == T0 + MIN + 5_000 and i.notification.channel == "aliyun_sms"
+        for i in store.list_outbox(subject_id="A1")
+    )
 
 
 def test_latching_keeps_an_alarm_annunciated_until_acknowledged(store, routing, registry):
     from alerts.service import AlertService
 
-    latched = routing.model_copy(update={"lifecycle": routing.lifecycle.model_copy(
-        update={"latch_rules": ["gas.*"]})})
+    latched = routing.model_copy(
+        update={"lifecycle": routing.lifecycle.model_copy(update={"latch_rules": ["gas.*"]})}
+    )
     svc = AlertService(store, latched, registry, public_url="http://x")
     svc.on_alarm(alarm(), T0)
     svc.on_alarm(alarm(state="cleared", ts=T0 + MIN), T0 + MIN)
@@ -166,27 +188,29 @@ def test_human_action_errors_say_what_is_wrong(service):
 
 
 def test_warning_raise_upgrade_and_close_calls_the_warning_model_hook(
-        service, store, closed_warnings):
+    service, store, closed_warnings
+):
     raised = service.on_warning(warning(colour="yellow"), T0)
     assert recipients(people(raised)) == {OPERATOR_H01, "e001-duty", "+8613900000002"}
-    up = service.on_warning(warning(colour="orange", state="upgraded", previous="yellow",
-                                    ts=T0 + MIN), T0 + MIN)
+    up = service.on_warning(
+        warning(colour="orange", state="upgraded", previous="yellow", ts=T0 + MIN), T0 + MIN
+    )
     rec = store.get_warning("W1")
     assert rec.colour == "orange" and rec.previous == "yellow"
     assert "+8613900000001" in recipients(people(up))
     service.acknowledge("W1", "u", T0 + 2 * MIN)
     assert store.get_warning("W1").phase is Phase.ACKNOWLEDGED
-    closed = service.dispose("W1", "u", Disposition.REAL_ALARM_HANDLED, "leak fixed",
-                             T0 + 3 * MIN)
+    closed = service.dispose("W1", "u", Disposition.REAL_ALARM_HANDLED, "leak fixed", T0 + 3 * MIN)
     assert closed.phase is Phase.CLOSED
     assert closed_warnings == [("W1", T0 + 3 * MIN)]
     # the warning model's own "closed" echo is recorded and tells nobody
-    assert service.on_warning(warning(colour="orange", state="closed", ts=T0 + 3 * MIN),
-                              T0 + 3 * MIN) == []
+    assert (
+        service.on_warning(warning(colour="orange", state="closed", ts=T0 + 3 * MIN), T0 + 3 * MIN)
+        == []
+    )
 
 
-def test_backfilled_alarm_already_cleared_sends_no_sms_but_the_platform_gets_it(
-        service, store):
+def test_backfilled_alarm_already_cleared_sends_no_sms_but_the_platform_gets_it(service, store):
     service.on_alarm(alarm(backfill=True, ts=T0 - 3_600_000), T0)
     service.on_alarm(alarm(state="cleared", backfill=True, ts=T0 - 3_500_000), T0 + 1_000)
     rows = store.list_outbox(subject_id="A1")
@@ -203,8 +227,11 @@ def test_backfilled_alarm_still_firing_after_the_hold_is_pushed(service, store):
 
     service.on_alarm(alarm(backfill=True, ts=T0 - 600_000), T0)
     sms = RecordingChannel("aliyun_sms")
-    chans = {"platform": RecordingChannel("platform"), "aliyun_sms": sms,
-             "wecom": RecordingChannel("wecom")}
+    chans = {
+        "platform": RecordingChannel("platform"),
+        "aliyun_sms": sms,
+        "wecom": RecordingChannel("wecom"),
+    }
     service.outbox.deliver_due(T0 + 30_000, chans)
     assert sms.delivered == []  # still inside the back-fill hold
     service.outbox.deliver_due(T0 + 61_000, chans)

@@ -24,11 +24,27 @@ from tests.unit.alerts_core.conftest import MIN, T0, alarm
 REPO = Path(__file__).resolve().parents[3]
 
 
-def note(i: int, *, channel="platform", recipient="platform", subject="S1",
-         created=T0, event=EventType.RAISED) -> Notification:
-    return Notification(id=f"n{i:04d}", channel=channel, recipient=recipient, event_type=event,
-                        subject_kind="alarm", subject_id=subject, enterprise_code="E001",
-                        title=f"title {i}", body=f"body {i}", created_ms=created)
+def note(
+    i: int,
+    *,
+    channel="platform",
+    recipient="platform",
+    subject="S1",
+    created=T0,
+    event=EventType.RAISED,
+) -> Notification:
+    return Notification(
+        id=f"n{i:04d}",
+        channel=channel,
+        recipient=recipient,
+        event_type=event,
+        subject_kind="alarm",
+        subject_id=subject,
+        enterprise_code="E001",
+        title=f"title {i}",
+        body=f"body {i}",
+        created_ms=created,
+    )
 
 
 def test_stored_before_any_send_and_enqueued_once(store):
@@ -64,8 +80,7 @@ def test_backoff_is_exponential_capped_jittered_deterministically_and_honours_re
 def test_retry_waits_for_the_backoff_then_delivers_with_the_same_key(store):
     ob = Outbox(store)
     ob.enqueue([note(1)])
-    ch = RecordingChannel("platform").then(Verdict.retry("HTTP 503", status=503,
-                                                         retry_after_s=30))
+    ch = RecordingChannel("platform").then(Verdict.retry("HTTP 503", status=503, retry_after_s=30))
     ob.deliver_due(T0, {"platform": ch})
     item = store.get_notification("n0001")
     assert item.state == "pending" and item.next_attempt_ms == T0 + 30_000
@@ -85,10 +100,17 @@ def test_each_outcome_is_reported_for_the_notification_measurement(store):
     first = ob.deliver_due(T0 + 500, {"platform": ch})
     second = ob.deliver_due(T0 + 600_000, {"platform": ch})
     assert [(o.result, o.attempts, o.latency_ms) for o in first.outcomes + second.outcomes] == [
-        ("retrying", 1, 500.0), ("delivered", 2, 600_000.0)]
+        ("retrying", 1, 500.0),
+        ("delivered", 2, 600_000.0),
+    ]
     o = second.outcomes[0]
     assert (o.notification_id, o.enterprise_code, o.channel, o.event_type, o.ts_ms) == (
-        "n0001", "E001", "platform", "raised", T0 + 600_000)
+        "n0001",
+        "E001",
+        "platform",
+        "raised",
+        T0 + 600_000,
+    )
 
 
 def test_outbox_survives_a_restart(tmp_path):
@@ -104,20 +126,23 @@ def test_outbox_survives_a_restart(tmp_path):
 
 
 def test_platform_down_for_an_hour_sms_timing_out_wecom_45009_then_all_delivered_once_in_order(
-        service, store):
+    service, store
+):
     up_at = T0 + 60 * MIN
 
     def down_until_up(reason, **kw):
         def script(n, attempt):
             return Verdict.delivered(200) if clock[0] >= up_at else Verdict.retry(reason, **kw)
+
         return script
 
     clock = [T0]
     chans = {
         "platform": RecordingChannel("platform", down_until_up("HTTP 503", status=503)),
         "aliyun_sms": RecordingChannel("aliyun_sms", down_until_up("timed out (ReadTimeout)")),
-        "wecom": RecordingChannel("wecom", down_until_up("errcode 45009", retry_after_s=60),
-                                  rate_limit=(20, 60.0)),
+        "wecom": RecordingChannel(
+            "wecom", down_until_up("errcode 45009", retry_after_s=60), rate_limit=(20, 60.0)
+        ),
     }
     # Five alarms, each raised, acknowledged, cleared and disposed during the outage.
     for i in range(5):
@@ -125,8 +150,9 @@ def test_platform_down_for_an_hour_sms_timing_out_wecom_45009_then_all_delivered
         t = T0 + i * MIN
         service.on_alarm(alarm(aid, tag=f"AT-{10 + i}", ts=t), t)
         service.acknowledge(aid, "u", t + 2 * MIN)
-        service.on_alarm(alarm(aid, tag=f"AT-{10 + i}", state="cleared", ts=t + 5 * MIN),
-                         t + 5 * MIN)
+        service.on_alarm(
+            alarm(aid, tag=f"AT-{10 + i}", state="cleared", ts=t + 5 * MIN), t + 5 * MIN
+        )
         service.dispose(aid, "u", "process_fluctuation", "", t + 6 * MIN)
     expected = {i.notification.id: i.notification for i in store.list_outbox()}
     while clock[0] <= T0 + 120 * MIN:
@@ -139,16 +165,19 @@ def test_platform_down_for_an_hour_sms_timing_out_wecom_45009_then_all_delivered
     platform = chans["platform"].delivered
     for i in range(5):
         events = [n.event_type for n in platform if n.subject_id == f"A{i}"]
-        assert events == [EventType.RAISED, EventType.ACKNOWLEDGED, EventType.CLEARED,
-                          EventType.DISPOSED]
+        assert events == [
+            EventType.RAISED,
+            EventType.ACKNOWLEDGED,
+            EventType.CLEARED,
+            EventType.DISPOSED,
+        ]
     assert all(n.created_ms < up_at for n in delivered)
     for ch in chans.values():  # every channel really failed during the outage
         assert len(ch.attempts) > len(ch.delivered)
     assert min(a.ts_ms for a in store.list_attempts() if a.ok) >= up_at
 
 
-def test_thirty_alarms_in_a_minute_at_most_twenty_wecom_messages_and_none_missing(
-        service, store):
+def test_thirty_alarms_in_a_minute_at_most_twenty_wecom_messages_and_none_missing(service, store):
     wecom = RecordingChannel("wecom", rate_limit=(20, 60.0))
     sent_at: list[int] = []
     clock = [T0]
@@ -159,8 +188,11 @@ def test_thirty_alarms_in_a_minute_at_most_twenty_wecom_messages_and_none_missin
         return orig(n)
 
     wecom.send = timed
-    chans = {"wecom": wecom, "platform": RecordingChannel("platform"),
-             "aliyun_sms": RecordingChannel("aliyun_sms")}
+    chans = {
+        "wecom": wecom,
+        "platform": RecordingChannel("platform"),
+        "aliyun_sms": RecordingChannel("aliyun_sms"),
+    }
     for i in range(30):  # one every 2 s, all for E001 -> one duty robot
         clock[0] = T0 + i * 2_000
         service.on_alarm(alarm(f"A{i:02d}", tag=f"AT-{10 + i}", ts=clock[0]), clock[0])
@@ -200,7 +232,8 @@ def test_dead_letter_after_the_max_age_tells_the_operators(store):
     item = store.get_notification("n0001")
     assert item.state == "dead" and "undelivered after 3600 s" in item.last_error
     assert [(n.event_type, n.recipient) for n in sms.delivered] == [
-        (EventType.OPERATOR, "+8613900000000")]
+        (EventType.OPERATOR, "+8613900000000")
+    ]
     assert "n0001" in sms.delivered[0].title or sms.delivered[0].subject_id == "n0001"
     kinds = [r[2] for r in store.journal_rows()]
     assert "notify.dead" in kinds
@@ -213,18 +246,25 @@ def test_a_refused_message_is_dead_at_once_and_an_operator_dead_letter_tells_nob
     refuse = RecordingChannel("platform", lambda n, k: Verdict.give_up("HTTP 400", status=400))
     sms_refuse = RecordingChannel("aliyun_sms", lambda n, k: Verdict.give_up("bad template"))
     ob.deliver_due(T0, {"platform": refuse, "aliyun_sms": sms_refuse})
-    states = {i.notification.id: (i.notification.event_type, i.state)
-              for i in store.list_outbox()}
+    states = {i.notification.id: (i.notification.event_type, i.state) for i in store.list_outbox()}
     assert states["n0001"] == (EventType.RAISED, "dead")
     op = [v for k, v in states.items() if k != "n0001"]
     assert op == [(EventType.OPERATOR, "dead")]  # and no third notification about it
 
 
 def test_fallback_channel_after_the_primary_keeps_failing(store):
-    ob = Outbox(store, OutboxConfig(fallbacks={"aliyun_sms": "tencent_sms"},
-                                    fallback_after_s=600, max_backoff_s=60))
-    ob.enqueue([note(i, channel="aliyun_sms", recipient="+8613900000001", subject=f"S{i}")
-                for i in range(3)])
+    ob = Outbox(
+        store,
+        OutboxConfig(
+            fallbacks={"aliyun_sms": "tencent_sms"}, fallback_after_s=600, max_backoff_s=60
+        ),
+    )
+    ob.enqueue(
+        [
+            note(i, channel="aliyun_sms", recipient="+8613900000001", subject=f"S{i}")
+            for i in range(3)
+        ]
+    )
     aliyun = RecordingChannel("aliyun_sms", lambda n, k: Verdict.retry("timed out"))
     tencent = RecordingChannel("tencent_sms")
     t = T0
@@ -294,8 +334,11 @@ def test_kill_9_mid_delivery_loses_nothing_and_reuses_the_idempotency_key(tmp_pa
     store = AlertStore(db)
     Outbox(store).enqueue([note(i, subject=f"S{i}") for i in range(6)])
     store.close()
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(db), str(sent), str(T0)],
-                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(db), str(sent), str(T0)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         deadline = time.monotonic() + 60
         while "n0003" not in _lines(sent):
@@ -324,8 +367,7 @@ def test_kill_9_mid_delivery_loses_nothing_and_reuses_the_idempotency_key(tmp_pa
 @pytest.mark.parametrize("hold", [0, 60_000])
 def test_order_per_subject_is_kept_behind_a_failing_head(store, hold):
     ob = Outbox(store)
-    ob.enqueue([note(1, subject="S"), note(2, subject="S", event=EventType.CLEARED)],
-               hold_ms=hold)
+    ob.enqueue([note(1, subject="S"), note(2, subject="S", event=EventType.CLEARED)], hold_ms=hold)
     ch = RecordingChannel("platform").then(Verdict.retry("HTTP 502", status=502))
     t = T0
     while t < T0 + 10 * MIN:

@@ -20,9 +20,18 @@ LIMIT = (20, 60.0)
 
 
 def _note(i: int, created: int) -> Notification:
-    return Notification(id=f"n{i:03d}", channel="wecom", recipient="robot",
-                        event_type=EventType.RAISED, subject_kind="alarm", subject_id=f"S{i:03d}",
-                        enterprise_code="E001", title=f"alarm {i}", body="b", created_ms=created)
+    return Notification(
+        id=f"n{i:03d}",
+        channel="wecom",
+        recipient="robot",
+        event_type=EventType.RAISED,
+        subject_kind="alarm",
+        subject_id=f"S{i:03d}",
+        enterprise_code="E001",
+        title=f"alarm {i}",
+        body="b",
+        created_ms=created,
+    )
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -28,10 +28,29 @@ E001_H01 = RouteSubject("E001", "H01", "QJ-KFQ")
 LADDER = [
     (Colour.BLUE, ["+8613900000004", "e001-duty"]),
     (Colour.YELLOW, ["+8613900000004", "e001-duty", "+8613900000002"]),
-    (Colour.ORANGE, ["+8613900000004", "e001-duty", "+8613900000002", "+8613900000001",
-                     "+8613900000008", "+8613900000007"]),
-    (Colour.RED, ["+8613900000004", "e001-duty", "+8613900000002", "+8613900000001",
-                  "+8613900000008", "+8613900000007", "+8613900000009"]),
+    (
+        Colour.ORANGE,
+        [
+            "+8613900000004",
+            "e001-duty",
+            "+8613900000002",
+            "+8613900000001",
+            "+8613900000008",
+            "+8613900000007",
+        ],
+    ),
+    (
+        Colour.RED,
+        [
+            "+8613900000004",
+            "e001-duty",
+            "+8613900000002",
+            "+8613900000001",
+            "+8613900000008",
+            "+8613900000007",
+            "+8613900000009",
+        ],
+    ),
 ]
 
 
@@ -47,14 +66,23 @@ def test_a_tier_routes_as_the_colour_that_many_steps_up(routing):
 
 def test_installation_contacts_win_and_enterprise_contacts_fill_in(routing):
     h02 = route(routing, RouteSubject("E001", "H02", "QJ-KFQ"), Colour.BLUE)
-    assert [(r.role, r.name) for r in h02] == [("operator", "王操作"),
-                                               ("enterprise_duty", "e001-duty")]
+    assert [(r.role, r.name) for r in h02] == [
+        ("operator", "王操作"),
+        ("enterprise_duty", "e001-duty"),
+    ]
 
 
 def test_each_address_is_told_once_even_holding_several_roles():
-    cfg = parse_routing({"enterprises": {"E": {
-        "main": {"name": "A", "phone": "+8613900000001"},
-        "operator": {"name": "A", "phone": "+8613900000001"}}}})
+    cfg = parse_routing(
+        {
+            "enterprises": {
+                "E": {
+                    "main": {"name": "A", "phone": "+8613900000001"},
+                    "operator": {"name": "A", "phone": "+8613900000001"},
+                }
+            }
+        }
+    )
     assert len(route(cfg, RouteSubject("E", "", ""), Colour.RED)) == 1
 
 
@@ -70,7 +98,9 @@ def test_every_problem_in_a_bad_routing_file_is_reported_at_once(tmp_path):
         "ladder:\n"
         "  blue: [operator, janitor]\n"
         "escalation:\n"
-        "  ack_timeout_s: {blue: 10}\n", encoding="utf-8")
+        "  ack_timeout_s: {blue: 10}\n",
+        encoding="utf-8",
+    )
     with pytest.raises(RoutingError) as exc:
         load_routing(bad)
     msg = str(exc.value)
@@ -102,9 +132,21 @@ def test_the_example_routing_file_is_valid():
 
 
 def test_route_test_prints_what_the_service_sends(service, capsys):
-    args = ["route", "test", "--routing", str(DATA / "routing.yaml"), "--registry",
-            str(DATA / "registry.csv"), "--enterprise", "E001", "--hazard", "H01",
-            "--colour", "橙", "--json"]
+    args = [
+        "route",
+        "test",
+        "--routing",
+        str(DATA / "routing.yaml"),
+        "--registry",
+        str(DATA / "registry.csv"),
+        "--enterprise",
+        "E001",
+        "--hazard",
+        "H01",
+        "--colour",
+        "橙",
+        "--json",
+    ]
     assert main(args) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["district"] == "QJ-KFQ" and shown["routes_as"] == "orange"
@@ -115,8 +157,18 @@ def test_route_test_prints_what_the_service_sends(service, capsys):
 
 
 def test_route_test_table_and_missing_roles(capsys):
-    args = ["route", "test", "--routing", str(DATA / "routing.yaml"), "--registry",
-            str(DATA / "registry.csv"), "--enterprise", "E002", "--colour", "red"]
+    args = [
+        "route",
+        "test",
+        "--routing",
+        str(DATA / "routing.yaml"),
+        "--registry",
+        str(DATA / "registry.csv"),
+        "--enterprise",
+        "E002",
+        "--colour",
+        "red",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "钱操作" in out and "+8613900000009" in out
@@ -124,8 +176,14 @@ def test_route_test_table_and_missing_roles(capsys):
 
 
 def test_route_test_errors_are_one_line(capsys):
-    base = ["route", "test", "--routing", str(DATA / "routing.yaml"), "--registry",
-            str(DATA / "registry.csv")]
+    base = [
+        "route",
+        "test",
+        "--routing",
+        str(DATA / "routing.yaml"),
+        "--registry",
+        str(DATA / "registry.csv"),
+    ]
     assert main([*base, "--enterprise", "E404", "--colour", "red"]) == 2
     assert "unknown enterprise 'E404'" in capsys.readouterr().err
     assert main([*base, "--enterprise", "E001", "--colour", "purple"]) == 2
@@ -133,6 +191,5 @@ def test_route_test_errors_are_one_line(capsys):
 
 
 def test_the_pipeline_order_reads_like_alertmanager(service):
-    assert service.pipeline.names == ("inhibit", "filings", "shelve", "route", "dedup",
-                                      "enqueue")
+    assert service.pipeline.names == ("inhibit", "filings", "shelve", "route", "dedup", "enqueue")
     assert Intent  # the stage input type is public for the runner and tests

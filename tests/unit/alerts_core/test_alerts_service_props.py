@@ -22,23 +22,34 @@ from tests.unit.alerts_core.conftest import DATA, MIN, T0, alarm, point
 IDS = ("A1", "A2", "A3")
 TAGS = {"A1": "AT-1", "A2": "AT-2", "A3": "LT-1"}
 
-ops = st.lists(st.one_of(
-    st.tuples(st.just("fire"), st.sampled_from(IDS), st.sampled_from(["L1", "L2"])),
-    st.tuples(st.just("clear"), st.sampled_from(IDS), st.none()),
-    st.tuples(st.just("ack"), st.sampled_from(IDS), st.none()),
-    st.tuples(st.just("dispose"), st.sampled_from(IDS), st.sampled_from(
-        ["real_alarm_handled", "process_fluctuation"])),
-    st.tuples(st.just("shelve"), st.sampled_from(IDS), st.none()),
-    st.tuples(st.just("tick"), st.none(), st.integers(1, 90)),
-    st.tuples(st.just("deliver"), st.none(), st.none()),
-), max_size=30)
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("fire"), st.sampled_from(IDS), st.sampled_from(["L1", "L2"])),
+        st.tuples(st.just("clear"), st.sampled_from(IDS), st.none()),
+        st.tuples(st.just("ack"), st.sampled_from(IDS), st.none()),
+        st.tuples(
+            st.just("dispose"),
+            st.sampled_from(IDS),
+            st.sampled_from(["real_alarm_handled", "process_fluctuation"]),
+        ),
+        st.tuples(st.just("shelve"), st.sampled_from(IDS), st.none()),
+        st.tuples(st.just("tick"), st.none(), st.integers(1, 90)),
+        st.tuples(st.just("deliver"), st.none(), st.none()),
+    ),
+    max_size=30,
+)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=ops)
 def test_any_interleaving_stays_consistent(ops):
-    registry = Registry([point("E001", "AT-1"), point("E001", "AT-2"),
-                         point("E001", "LT-1", gw="GW2", parameter="level", hazard="H02")])
+    registry = Registry(
+        [
+            point("E001", "AT-1"),
+            point("E001", "AT-2"),
+            point("E001", "LT-1", gw="GW2", parameter="level", hazard="H02"),
+        ]
+    )
     routing = load_routing(DATA / "routing.yaml")
     chans = {c: RecordingChannel(c) for c in ("platform", "aliyun_sms", "wecom")}
     with tempfile.TemporaryDirectory() as d:

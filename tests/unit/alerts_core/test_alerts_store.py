@@ -15,14 +15,16 @@ from tests.unit.alerts_core.conftest import MIN, T0, alarm, warning
 def filled(service, store):
     service.on_alarm(alarm("A1", level="L1", ts=T0), T0)
     service.on_alarm(alarm("A2", level="L2", ts=T0 + MIN, tag="AT-2"), T0 + MIN)
-    service.on_alarm(alarm("A3", ent="E002", tag="AT-9", hazard="H09", ts=T0 + 2 * MIN),
-                     T0 + 2 * MIN)
+    service.on_alarm(
+        alarm("A3", ent="E002", tag="AT-9", hazard="H09", ts=T0 + 2 * MIN), T0 + 2 * MIN
+    )
     service.acknowledge("A2", "u", T0 + 3 * MIN)
     service.on_alarm(alarm("A1", state="cleared", ts=T0 + 4 * MIN), T0 + 4 * MIN)
     service.dispose("A1", "u", "process_fluctuation", "", T0 + 5 * MIN)
     service.on_warning(warning("W1", colour="orange"), T0)
-    service.on_warning(warning("W2", colour="blue", ent="E002", hazard="H09", ts=T0 + MIN),
-                       T0 + MIN)
+    service.on_warning(
+        warning("W2", colour="blue", ent="E002", hazard="H09", ts=T0 + MIN), T0 + MIN
+    )
     return store
 
 

@@ -16,8 +16,9 @@ OPERATOR_H01 = "+8613900000004"
 
 
 def channels():
-    return {name: RecordingChannel(name) for name in ("platform", "aliyun_sms", "wecom",
-                                                     "tencent_sms")}
+    return {
+        name: RecordingChannel(name) for name in ("platform", "aliyun_sms", "wecom", "tencent_sms")
+    }
 
 
 def delivered_about(chans, subject_id):
@@ -25,16 +26,34 @@ def delivered_about(chans, subject_id):
 
 
 def gateway(state="firing", ts=T0, alarm_id="G1"):
-    return alarm(alarm_id, kind="gateway", tag="GW1", level=None, state=state, ts=ts,
-                 parameter="gateway", value=None, rule="gateway.offline")
+    return alarm(
+        alarm_id,
+        kind="gateway",
+        tag="GW1",
+        level=None,
+        state=state,
+        ts=ts,
+        parameter="gateway",
+        value=None,
+        rule="gateway.offline",
+    )
 
 
 def offline(alarm_id="O1", tag="AT-1", state="firing", ts=T0):
-    return alarm(alarm_id, kind="offline", tag=tag, level=None, state=state, ts=ts,
-                 value=None, rule="offline")
+    return alarm(
+        alarm_id,
+        kind="offline",
+        tag=tag,
+        level=None,
+        state=state,
+        ts=ts,
+        value=None,
+        rule="offline",
+    )
 
 
 # -- inhibition -------------------------------------------------------------------------------
+
 
 def test_gateway_outage_inhibits_its_points_offline_alarms(service, store):
     service.on_alarm(gateway(), T0)
@@ -84,20 +103,24 @@ def test_gateway_recovery_then_its_offline_alarms_clearing_texts_nobody(service,
     service.on_alarm(offline("O1", "AT-1"), T0)
     service.outbox.deliver_due(T0 + 2 * MIN, chans)
     service.on_alarm(gateway(state="cleared", ts=T0 + 5 * MIN), T0 + 5 * MIN)
-    service.on_alarm(offline("O1", "AT-1", state="cleared", ts=T0 + 5 * MIN + 900),
-                     T0 + 5 * MIN + 900)
+    service.on_alarm(
+        offline("O1", "AT-1", state="cleared", ts=T0 + 5 * MIN + 900), T0 + 5 * MIN + 900
+    )
     service.outbox.deliver_due(T0 + 10 * MIN, chans)
-    sms = [n for n in chans["aliyun_sms"].delivered + chans["wecom"].delivered
-           if n.subject_id == "O1"]
+    sms = [
+        n for n in chans["aliyun_sms"].delivered + chans["wecom"].delivered if n.subject_id == "O1"
+    ]
     assert sms == []
     assert store.get_alarm("O1").phase is Phase.CLEARED  # recorded all the same
 
 
 def test_instrument_fault_inhibits_that_points_process_alarms(service, store):
-    service.on_alarm(alarm("F1", kind="fault", level=None, tag="LT-1", parameter="level",
-                           hazard="H02"), T0)
-    notes = service.on_alarm(alarm("P1", kind="limit", level="HH", tag="LT-1",
-                                   parameter="level", hazard="H02"), T0)
+    service.on_alarm(
+        alarm("F1", kind="fault", level=None, tag="LT-1", parameter="level", hazard="H02"), T0
+    )
+    notes = service.on_alarm(
+        alarm("P1", kind="limit", level="HH", tag="LT-1", parameter="level", hazard="H02"), T0
+    )
     assert notes == [] and store.get_alarm("P1").suppressed == "inhibited:F1"
     other = service.on_alarm(alarm("P2", tag="AT-2"), T0)  # another point: not inhibited
     assert other
@@ -112,30 +135,44 @@ def test_a_fault_never_hides_a_second_level_gas_alarm(service, store):
 
 def test_process_alarm_pushed_before_its_fault_stops_escalating(service, store):
     service.on_alarm(alarm("P1", level="H", tag="LT-1", parameter="level", hazard="H02"), T0)
-    service.on_alarm(alarm("F1", kind="fault", level=None, tag="LT-1", parameter="level",
-                           hazard="H02", ts=T0 + MIN), T0 + MIN)
+    service.on_alarm(
+        alarm(
+            "F1", kind="fault", level=None, tag="LT-1", parameter="level", hazard="H02", ts=T0 + MIN
+        ),
+        T0 + MIN,
+    )
     assert store.get_alarm("P1").suppressed == "inhibited:F1"
     assert [n for n in service.tick(T0 + 120 * MIN) if n.subject_id == "P1"] == []
 
 
 # -- filings ----------------------------------------------------------------------------------
 
+
 def test_maintenance_records_but_does_not_push_or_escalate(service, store):
-    f = service.file(FilingKind.MAINTENANCE, "E001", "安全员", T0, hazard_code="H01",
-                     planned_end_ms=T0 + 120 * MIN, note="大检修")
+    f = service.file(
+        FilingKind.MAINTENANCE,
+        "E001",
+        "安全员",
+        T0,
+        hazard_code="H01",
+        planned_end_ms=T0 + 120 * MIN,
+        note="大检修",
+    )
     assert f.filing_id.startswith("F-")
     assert service.on_alarm(alarm("A1"), T0 + MIN) == []
     rec = store.get_alarm("A1")
     assert rec.suppressed == f"maintenance:{f.filing_id}" and rec.phase is Phase.FIRING
     assert service.tick(T0 + 60 * MIN) == []  # no escalation during maintenance
     # another installation of the same enterprise is not covered
-    assert service.on_alarm(alarm("A2", tag="LT-1", hazard="H02", parameter="level",
-                                  level="H"), T0 + MIN)
+    assert service.on_alarm(
+        alarm("A2", tag="LT-1", hazard="H02", parameter="level", level="H"), T0 + MIN
+    )
 
 
 def test_maintenance_overdue_notifies_and_stops_suppressing(service, store):
-    f = service.file("maintenance", "E001", "u", T0, hazard_code="H01",
-                     planned_end_ms=T0 + 60 * MIN)
+    f = service.file(
+        "maintenance", "E001", "u", T0, hazard_code="H01", planned_end_ms=T0 + 60 * MIN
+    )
     service.on_alarm(alarm("A1"), T0 + MIN)
     notes = service.tick(T0 + 60 * MIN)
     overdue = [n for n in notes if n.event_type is EventType.MAINTENANCE_OVERDUE]
@@ -144,8 +181,9 @@ def test_maintenance_overdue_notifies_and_stops_suppressing(service, store):
     raised = [n for n in notes if n.subject_id == "A1" and n.event_type is EventType.RAISED]
     assert OPERATOR_H01 in recipients(raised)  # the alarm still present is now pushed
     assert store.get_alarm("A1").suppressed == ""
-    assert [n for n in service.tick(T0 + 61 * MIN)
-            if n.event_type is EventType.MAINTENANCE_OVERDUE] == []  # told once
+    assert [
+        n for n in service.tick(T0 + 61 * MIN) if n.event_type is EventType.MAINTENANCE_OVERDUE
+    ] == []  # told once
 
 
 def test_ending_maintenance_releases_what_is_still_present(service, store):
@@ -155,20 +193,31 @@ def test_ending_maintenance_releases_what_is_still_present(service, store):
     assert store.get_alarm("A2").suppressed == ""
     service.end_filing(f.filing_id, "u", T0 + 5 * MIN)
     assert store.get_alarm("A1").suppressed == ""
-    raised = [i for i in store.list_outbox(subject_id="A1")
-              if i.notification.event_type is EventType.RAISED]
+    raised = [
+        i
+        for i in store.list_outbox(subject_id="A1")
+        if i.notification.event_type is EventType.RAISED
+    ]
     assert raised and all(i.created_ms == T0 + 5 * MIN for i in raised)
     with pytest.raises(InvalidAction, match="already ended"):
         service.end_filing(f.filing_id, "u", T0 + 6 * MIN)
 
 
-def test_startup_with_interlocks_bypassed_tells_the_district_and_suppresses_nothing(
-        service, store):
-    f = service.file("startup_shutdown", "E001", "u", T0, hazard_code="H01",
-                     planned_end_ms=T0 + 240 * MIN, interlock_bypassed=True)
+def test_startup_with_interlocks_bypassed_tells_the_district_and_suppresses_nothing(service, store):
+    f = service.file(
+        "startup_shutdown",
+        "E001",
+        "u",
+        T0,
+        hazard_code="H01",
+        planned_end_ms=T0 + 240 * MIN,
+        interlock_bypassed=True,
+    )
     info = [i.notification for i in store.list_outbox(subject_id=f.filing_id)]
     assert {n.recipient for n in info if n.channel != "platform"} == {
-        "+8613900000008", "+8613900000007"}  # district and park duty officers
+        "+8613900000008",
+        "+8613900000007",
+    }  # district and park duty officers
     assert all(n.colour == "yellow" for n in info)
     assert service.on_alarm(alarm("A1"), T0 + MIN)  # still pushed
 
@@ -204,12 +253,17 @@ def test_filing_input_errors_are_specific(service):
 
 # -- shelving ---------------------------------------------------------------------------------
 
+
 def test_shelving_silences_the_rule_on_the_point_until_expiry(service, store):
     service.on_alarm(alarm("A1"), T0)
-    shelf = service.shelve("A1", "值班员", "chattering detector, calibration booked",
-                           T0 + 60 * MIN, T0 + MIN)
+    shelf = service.shelve(
+        "A1", "值班员", "chattering detector, calibration booked", T0 + 60 * MIN, T0 + MIN
+    )
     assert (shelf.reason, shelf.shelved_by, shelf.expires_ms) == (
-        "chattering detector, calibration booked", "值班员", T0 + 60 * MIN)
+        "chattering detector, calibration booked",
+        "值班员",
+        T0 + 60 * MIN,
+    )
     assert store.get_alarm("A1").suppressed == f"shelved:{shelf.shelf_id}"
     assert service.tick(T0 + 40 * MIN) == []  # not escalated while shelved
     # a new episode of the same rule on the same point is shelved too
@@ -245,13 +299,17 @@ def test_shelve_needs_a_reason_and_a_bounded_expiry(service):
 def test_maintenance_of_an_installation_also_holds_its_warnings(service, store):
     from tests.unit.alerts_core.conftest import warning
 
-    f = service.file("maintenance", "E001", "u", T0, hazard_code="H01",
-                     planned_end_ms=T0 + 60 * MIN)
+    f = service.file(
+        "maintenance", "E001", "u", T0, hazard_code="H01", planned_end_ms=T0 + 60 * MIN
+    )
     assert service.on_warning(warning("W1", colour="orange"), T0 + MIN) == []
     assert store.get_warning("W1").suppressed == f"maintenance:{f.filing_id}"
     assert service.on_warning(warning("W2", hazard="H02"), T0 + MIN)  # other installation
     assert [n for n in service.tick(T0 + 30 * MIN) if n.subject_id == "W1"] == []
     service.end_filing(f.filing_id, "u", T0 + 40 * MIN)
-    rows = [i for i in store.list_outbox(subject_id="W1")
-            if i.notification.event_type is EventType.RAISED]
+    rows = [
+        i
+        for i in store.list_outbox(subject_id="W1")
+        if i.notification.event_type is EventType.RAISED
+    ]
     assert "+8613900000001" in {i.notification.recipient for i in rows}  # 橙 reaches 主要负责人
