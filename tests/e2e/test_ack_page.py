@@ -6,15 +6,12 @@ store and the journal changed as a duty officer would later see them."""
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 
+from alerts.api import ApiServer
 from alerts.lifecycle import Phase
 from alerts.model import Disposition
 from tests.integration.test_api_fixtures import MIN, T0, alarm_event, build_world
@@ -30,20 +27,8 @@ def served():
     """(world, base_url): the API app under uvicorn in a thread, on a free loopback port."""
     d = Path(tempfile.mkdtemp(prefix="hw-e2e-ack-"))
     world = build_world(d / "alerts.sqlite")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(world.app(), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start within 20 s"
-        time.sleep(0.05)
-    yield world, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with ApiServer(world.app()) as server:
+        yield world, server.url
     world.store.close()
     shutil.rmtree(d, ignore_errors=True)
 
