@@ -91,6 +91,7 @@ class EnterpriseCore:
         self.registry = bundle.registry
         self.warnings = WarningModel(bundle.warning_config, bundle.registry)
         self._engines: dict[str, Any] = {}
+        self._decoded: dict[str, tuple[bytes, Any, bytes, Any]] = {}
         self._wstate_type = type(self.warnings.initial_state())
 
     @property
@@ -111,10 +112,22 @@ class EnterpriseCore:
         return eng
 
     def _states(self, ent: str, est: bytes | None, wst: bytes | None, now_ms: int):
+        """Decoded states of the enterprise. The table value is the durable copy; decoding
+        it for every message would dominate, so the decoded state is kept while the table
+        still holds the very bytes object it came from (a recovery or rebalance replaces it)."""
+        from hazardwatch.runner import load_engine_state
+
         eng = self.engine(ent)
-        e = eng.load_state(est) if est else eng.initial_state(now_ms)
+        hit = self._decoded.get(ent)
+        if hit is not None and est is not None and hit[0] is est and hit[2] is wst:
+            return eng, hit[1], hit[3]
+        e = load_engine_state(eng, est) if est else eng.initial_state(now_ms)
         w = self._wstate_type.load(wst) if wst else self.warnings.initial_state()
         return eng, e, w
+
+    def _remember(self, ent: str, step: Step, e: Any, w: Any) -> Step:
+        self._decoded[ent] = (step.engine, e, step.warnings, w)
+        return step
 
     def process(
         self, ent: str, est: bytes | None, wst: bytes | None, readings: Sequence[Any], now_ms: int
@@ -122,14 +135,14 @@ class EnterpriseCore:
         eng, e, w = self._states(ent, est, wst, now_ms)
         e, alarms = eng.process(e, readings, now_ms)
         w, events = self.warnings.on_alarms(w, alarms, now_ms) if alarms else (w, [])
-        return Step(e.to_bytes(), w.to_bytes(), alarms, events)
+        return self._remember(ent, Step(e.to_bytes(), w.to_bytes(), alarms, events), e, w)
 
     def tick(self, ent: str, est: bytes | None, wst: bytes | None, now_ms: int) -> Step:
         eng, e, w = self._states(ent, est, wst, now_ms)
         e, alarms = eng.tick(e, now_ms)
         w, events = self.warnings.on_alarms(w, alarms, now_ms) if alarms else (w, [])
         w, more = self.warnings.tick(w, now_ms)
-        return Step(e.to_bytes(), w.to_bytes(), alarms, [*events, *more])
+        return self._remember(ent, Step(e.to_bytes(), w.to_bytes(), alarms, [*events, *more]), e, w)
 
     def close_warning(
         self, ent: str, est: bytes | None, wst: bytes | None, warning_id: str, now_ms: int
@@ -139,7 +152,7 @@ class EnterpriseCore:
             w, events = self.warnings.close(w, warning_id, now_ms)
         except KeyError:
             events = []
-        return Step(e.to_bytes(), w.to_bytes(), [], list(events))
+        return self._remember(ent, Step(e.to_bytes(), w.to_bytes(), [], list(events)), e, w)
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -176,6 +189,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
     k = settings.kafka
     worker = worker_id or os.environ.get(WORKER_ID_ENV) or "worker-0"
     data_dir = Path(settings.storage.data_dir) / "faust" / worker
+    data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     brokers = ";".join(f"kafka://{b.strip()}" for b in k.bootstrap_servers.split(",") if b.strip())
     app = faust.App(
         k.app_id,
@@ -211,25 +225,14 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
     )
     # use_partitioner: the timer writes outside an event; the key's murmur2 partition is the
     # enterprise's readings partition, so changelog partitions stay co-located with readings.
+    raw = faust.Schema(
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
     engine_table = app.Table(
-        "engine-state",
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=k.partitions,
-        use_partitioner=True,
+        "engine-state", default=None, schema=raw, partitions=k.partitions, use_partitioner=True
     )
     warning_table = app.Table(
-        "warning-state",
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=k.partitions,
-        use_partitioner=True,
+        "warning-state", default=None, schema=raw, partitions=k.partitions, use_partitioner=True
     )
 
     metrics = Metrics(process=worker)
@@ -294,11 +297,11 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             control = headers.get(CONTROL_HEADER)
             if control == b"close-warning":
                 step = c.close_warning(
-                    ent, engine_table[key], warning_table[key], event.value.decode(), now
+                    ent, engine_table.get(key), warning_table.get(key), event.value.decode(), now
                 )
             else:
                 rs = decode_readings(event.value)
-                step = c.process(ent, engine_table[key], warning_table[key], rs, now)
+                step = c.process(ent, engine_table.get(key), warning_table.get(key), rs, now)
                 metrics.observe_batch(
                     1, len(rs), now - min((r.received_ms for r in rs), default=now)
                 )
@@ -338,8 +341,8 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         now = wall_ms()
         for ent in owned(c):
             key = ent.encode()
-            step = c.tick(ent, engine_table[key], warning_table[key], now)
-            if step.alarms or step.events or engine_table[key] is None:
+            step = c.tick(ent, engine_table.get(key), warning_table.get(key), now)
+            if step.alarms or step.events or engine_table.get(key) is None:
                 await emit(key, step)
                 engine_table[key] = step.engine
                 warning_table[key] = step.warnings

@@ -417,7 +417,13 @@ def build_embedded(
             dict(settings.rules.standard_pack_versions),
         )
     )
-    bundle = load_rules(sources, registry)
+    try:
+        bundle = load_rules(sources, registry)
+    except Exception as exc:  # noqa: BLE001 - the loaders list every problem in the message
+        raise WiringError(
+            f"cannot load the rules: {exc}",
+            hint="`hazardwatch rules check` and `hazardwatch registry check` show every problem",
+        ) from None
     engine_db, alerts_db = state_paths(settings)
     alert_store = AlertStore(alerts_db)
     routing = load_routing_config(settings.channels.routing_file)
@@ -607,6 +613,50 @@ def dead_letter_sink(settings: Settings, ingress: MqttIngress) -> Callable[[Any]
     return sink
 
 
+def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create the readings, transitions and dead-letter topics with `kafka.partitions`
+    partitions if they do not exist (a broker's auto-create would make them with its own
+    default count, and the rules state is partitioned like the readings). Returns the names
+    created."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    k = settings.kafka
+    wanted = [k.readings_topic, k.alarms_topic, k.deadletter_topic]
+
+    async def go() -> list[str]:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=k.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
+        )
+        await admin.start()
+        try:
+            have = set(await admin.list_topics())
+            missing = [t for t in wanted if t not in have]
+            if missing:
+                try:
+                    await admin.create_topics(
+                        [
+                            NewTopic(t, num_partitions=k.partitions, replication_factor=1)
+                            for t in missing
+                        ]
+                    )
+                except TopicAlreadyExistsError:
+                    pass  # another process created them first
+            return missing
+        finally:
+            await admin.close()
+
+    try:
+        return asyncio.run(go())
+    except Exception as exc:  # noqa: BLE001 - one clear error naming the broker
+        raise WiringError(
+            f"cannot create the Kafka topics at {k.bootstrap_servers}: {exc}",
+            hint="is Kafka up? `hazardwatch services status` probes it",
+        ) from None
+
+
 class BridgeProcess:
     """`hazardwatch bridge`: the ingest KafkaBridge on its own event loop thread, with the
     registry hot-reloaded into its normaliser when the file changes."""
@@ -617,6 +667,7 @@ class BridgeProcess:
         from ingest.registry import load_registry
 
         src = rule_sources(settings)
+        self.settings = settings
         self._registry_path = src.registry
         self.bridge = KafkaBridge(
             mqtt_config(settings, client_id=settings.mqtt.client_id + "-bridge"),
@@ -647,6 +698,8 @@ class BridgeProcess:
         import asyncio
 
         from hazardwatch.reload import FileWatcher
+
+        ensure_topics(self.settings)
 
         def run() -> None:
             try:

@@ -85,6 +85,14 @@ def register(app: typer.Typer) -> None:
         except WiringError as exc:
             raise fail(str(exc), hint=exc.hint) from None
         emb.runner.start()
+        if not source.wait_ready(30):
+            emb.runner.stop()
+            raise fail(
+                f"no MQTT subscription at {s.mqtt.host}:{s.mqtt.port} within 30 s",
+                hint="check mqtt.host/port/username/password; `hazardwatch services status` "
+                "probes the broker",
+                code=1,
+            )
         typer.echo(
             f"hazardwatch embedded: {len(emb.pipeline.stages.registry)} points, ruleset "
             f"{emb.pipeline.stages.ruleset_version}, mqtt {s.mqtt.host}:{s.mqtt.port}"
@@ -92,7 +100,6 @@ def register(app: typer.Typer) -> None:
             err=True,
         )
         stop = threading.Event()
-        emb.runner.stopped.wait(0)
         watcher = threading.Thread(
             target=lambda: (emb.runner.stopped.wait(), stop.set()), daemon=True
         )
@@ -120,6 +127,12 @@ def register(app: typer.Typer) -> None:
                 "`hazardwatch run`",
             )
         _configure_logging(s)
+        from hazardwatch.wiring import WiringError, ensure_topics
+
+        try:
+            ensure_topics(s)
+        except WiringError as exc:
+            raise fail(str(exc), hint=exc.hint) from None
         try:
             faust_app = create_app(s, worker_id)
         except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
@@ -148,7 +161,15 @@ def register(app: typer.Typer) -> None:
         except WiringError as exc:
             raise fail(str(exc), hint=exc.hint) from None
         stop = threading.Event()
-        bridge.start()
+        try:
+            bridge.start()
+        except WiringError as exc:
+            raise fail(str(exc), hint=exc.hint) from None
+        typer.echo(
+            f"hazardwatch bridge: mqtt {s.mqtt.host}:{s.mqtt.port} -> kafka "
+            f"{s.kafka.bootstrap_servers} topic {s.kafka.readings_topic}",
+            err=True,
+        )
         try:
             _wait_for_signals(stop, duration=duration)
         finally:

@@ -17,10 +17,26 @@ from rules.model import AlarmEvent, AlarmState, Kind, Level
 
 
 def _registry() -> Registry:
-    return Registry([
-        Point("E1", "Works", Industry.HAZCHEM, "潜江", "H1", 2, "Z1", "G1", "AT-1",
-              "gas.NH3", "mg/m3", 0, 100),
-    ], version="r1")
+    return Registry(
+        [
+            Point(
+                "E1",
+                "Works",
+                Industry.HAZCHEM,
+                "潜江",
+                "H1",
+                2,
+                "Z1",
+                "G1",
+                "AT-1",
+                "gas.NH3",
+                "mg/m3",
+                0,
+                100,
+            ),
+        ],
+        version="r1",
+    )
 
 
 def test_missing_registry_is_one_clear_error_with_hint(clean_env):
@@ -30,11 +46,13 @@ def test_missing_registry_is_one_clear_error_with_hint(clean_env):
 
 
 def test_only_configured_channels_are_built_and_secrets_stay_out_of_repr(clean_env):
-    s = load_settings(environ={
-        "HW_PLATFORM__URL": "http://127.0.0.1:1/push",
-        "HW_PLATFORM__HMAC_SECRET": "s3cret-hmac-value",
-        "HW_CHANNELS__WECOM__ROBOT_KEYS": '{"duty": "robot-key-123456"}',
-    })
+    s = load_settings(
+        environ={
+            "HW_PLATFORM__URL": "http://127.0.0.1:1/push",
+            "HW_PLATFORM__HMAC_SECRET": "s3cret-hmac-value",
+            "HW_CHANNELS__WECOM__ROBOT_KEYS": '{"duty": "robot-key-123456"}',
+        }
+    )
     ch = build_channels(s)
     assert sorted(ch) == ["platform", "wecom"]
     assert ch["wecom"].rate_limit == (20, 60.0)
@@ -64,10 +82,22 @@ class RecordingWriter:
 
 
 def _alarm() -> AlarmEvent:
-    return AlarmEvent(ts_ms=1_764_400_000_000, enterprise_code="E1", hazard_code="H1", zone="Z1",
-                      tag="AT-1", parameter="gas.NH3", kind=Kind.LIMIT, level=Level.L1,
-                      state=AlarmState.FIRING, value=25.0, threshold=20.0, unit="mg/m3",
-                      rule="gbt50493.toxic", alarm_id="a1")
+    return AlarmEvent(
+        ts_ms=1_764_400_000_000,
+        enterprise_code="E1",
+        hazard_code="H1",
+        zone="Z1",
+        tag="AT-1",
+        parameter="gas.NH3",
+        kind=Kind.LIMIT,
+        level=Level.L1,
+        state=AlarmState.FIRING,
+        value=25.0,
+        threshold=20.0,
+        unit="mg/m3",
+        rule="gbt50493.toxic",
+        alarm_id="a1",
+    )
 
 
 def test_feed_writes_readings_alarms_and_pipeline_rows():
@@ -85,8 +115,9 @@ def test_feed_writes_readings_alarms_and_pipeline_rows():
     pipeline = [x for x in w.lines if x.startswith("pipeline,")]
     assert len(pipeline) == 1 and "readings_in=1i" in pipeline[0]
     assert "influx_errors=2i" in pipeline[0]
-    assert any(x.startswith("reject,") and "reason=unknown_tag" in x and "count=4i" in x
-               for x in w.lines)
+    assert any(
+        x.startswith("reject,") and "reason=unknown_tag" in x and "count=4i" in x for x in w.lines
+    )
     assert w.flushed and w.closed
 
 
