@@ -1,6 +1,10 @@
 """Message texts: what an SMS, a WeCom markdown message and the platform record say about an
 alarm, a warning, an escalation, a reminder or a digest. Pure: records and times in, strings
 and dicts out. Times are shown in Beijing time (UTC+8), which is what recipients read.
+
+Every message carries the same SMS template parameters, `PARAM_NAMES` (colour, event,
+enterprise, what, value, time, link), so one SMS template serves alarms, warnings, digests,
+filings and operator alarms.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from alerts.lifecycle import AlarmRecord, WarningRecord
 from alerts.model import EventType
 from ingest.model import iso_ms
 from rules.model import Colour
+
+PARAM_NAMES = ("colour", "event", "enterprise", "what", "value", "time", "link")
 
 BEIJING = timezone(timedelta(hours=8), "CST")
 
@@ -162,6 +168,8 @@ def render(
     colour = colour or Colour(rec.colour)
     what = what_of(rec)
     ev = EVENT_ZH.get(event_type, str(event_type))
+    if isinstance(rec, WarningRecord) and event_type is EventType.RAISED:
+        ev = "发布"  # a warning is issued, not "alarmed"
     ent = enterprise_name or rec.enterprise_code
     title = f"【{colour.zh}】{ev}: {what}"
     lines = [f"**{title}**", f"企业: {ent}"]
