@@ -215,6 +215,10 @@ class LinkSigner:
             payload, mac = _unb64(p64), _unb64(m64)
         except (ValueError, UnicodeError) as exc:
             raise LinkError("the link is malformed") from exc
+        # Only the canonical encoding is accepted: base64's unused low bits would otherwise let
+        # several strings stand for one token.
+        if _b64(payload) != p64 or _b64(mac) != m64:
+            raise LinkError("the link is malformed")
         if not hmac.compare_digest(mac, self._mac(payload)):
             raise LinkError("the link is not valid")
         try:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from alerts.auth import LinkSigner, TokenAuth, hash_token
+from alerts.auth import LinkError, LinkSigner, TokenAuth, hash_token
 from alerts.journal import verify_export
 from alerts.lifecycle import Phase
 
@@ -377,3 +379,22 @@ def test_link_tokens_never_reach_the_access_log(client, world, caplog):
         '%s - "%s %s HTTP/%s" %d', "127.0.0.1:50000", "GET", f"/a/a-e001-1?t={token}", "1.1", 200
     )
     assert token not in caplog.text and "/a/a-e001-1?t=********" in caplog.text
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.text(min_size=1, max_size=40),
+    st.integers(min_value=1, max_value=10**10),
+    st.data(),
+)
+def test_link_tokens_round_trip_and_any_change_breaks_them(subject, exp_s, data):
+    signer = LinkSigner("k" * 32)
+    token = signer.sign(subject, exp_s * 1000)
+    assert signer.verify(token, subject, exp_s * 1000 - 1).subject_id == subject
+    i = data.draw(st.integers(min_value=0, max_value=len(token) - 1))
+    c = data.draw(st.sampled_from("AZaz09-_.").filter(lambda ch: ch != token[i]))
+    broken = token[:i] + c + token[i + 1 :]
+    with pytest.raises(LinkError):
+        signer.verify(broken, subject, exp_s * 1000 - 1)
+    with pytest.raises(LinkError):
+        signer.verify(token, subject, exp_s * 1000)  # expired at its expiry
