@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import numpy as np
@@ -29,8 +29,6 @@ from hazardwatch.sim.city import generate_registry
 from hazardwatch.sim.incidents import Incident, IncidentKind
 from hazardwatch.sim.signals import HOUR_MS, SignalModel, _decimals, _linear, _nice_step
 from ingest.model import Registry, iso_ms
-
-_CST = timezone(timedelta(hours=8))
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,13 +301,18 @@ class _PayloadEncoder:
             if pu != p.unit:
                 self.decimals[i] = _decimals(_nice_step(model.step[i] * abs(conv[0])))
             self.publish_unit.append(pu)
-        self.item_head = [f'{{"tag":"{_json_str(p.tag)}","v":' for p in pts]
-        self.item_unit = [
-            f',"u":"{_json_str(u)}"' if u != p.unit else ""
-            for p, u in zip(pts, self.publish_unit, strict=True)
+        # One printf-style template per point: `template % (value, quality)` is the fastest
+        # way CPython has to format a reading (a load run needs ~100k of them per second).
+        self.item_fmt = [
+            f'{{"tag":"{_pct(_json_str(p.tag))}","v":%.{int(d)}f,"q":%d'
+            + (f',"u":"{_pct(_json_str(u))}"' if u != p.unit else "")
+            + "}"
+            for p, u, d in zip(pts, self.publish_unit, self.decimals.tolist(), strict=True)
         ]
-        self.csv_head = [f"{p.enterprise_code},{p.tag}," for p in pts]
-        self.csv_unit = [f",{u}," for u in self.publish_unit]
+        self.csv_fmt = [
+            f"{_pct(p.enterprise_code)},{_pct(p.tag)},%.{int(d)}f,{_pct(u)},%d\n"
+            for p, u, d in zip(pts, self.publish_unit, self.decimals.tolist(), strict=True)
+        ]
         self.topics = [f"{topic_prefix}/{g.enterprise_code}/{g.code}/data" for g in model.gateways]
         self.iso_gw = np.array([g.ts_format == "iso" for g in model.gateways], bool)
 
@@ -330,32 +333,37 @@ class _PayloadEncoder:
         starts = [0, *brk.tolist()]
         ends = [*brk.tolist(), len(pt)]
         out = []
-        dec = self.decimals
-        head, unit = self.item_head, self.item_unit
+        fmt = self.item_fmt
+        iso = self.iso_gw.tolist()
+        gwl, tsl = gw.tolist(), ts.tolist()
         ptl, vl, ql = pt.tolist(), val.tolist(), q.tolist()
         for a, b in zip(starts, ends, strict=True):
-            g = int(gw[a])
-            t = int(ts[a])
-            ts_s = f'"{_iso_cst(t)}"' if self.iso_gw[g] else str(t)
-            items = ",".join(
-                f'{head[p]}{vl[j]:.{dec[p]}f},"q":{ql[j]}{unit[p]}}}'
-                for j, p in enumerate(ptl[a:b], a)
-            )
+            g = gwl[a]
+            t = tsl[a]
+            ts_s = f'"{_iso_cst(t)}"' if iso[g] else str(t)
+            items = ",".join([fmt[p] % (vl[j], ql[j]) for j, p in enumerate(ptl[a:b], a)])
             out.append((self.topics[g], f'{{"ts":{ts_s},"data":[{items}]}}'.encode()))
         return out
 
     def csv_rows(self, batch: Batch, ts_format: str) -> str:
         val = self.published(batch, 0, len(batch)).tolist()
-        head, unit, dec = self.csv_head, self.csv_unit, self.decimals
+        fmt = self.csv_fmt
         ts = batch.ts_ms.tolist()
         if ts_format == "iso":
             ts = [iso_ms(t) for t in ts]
         return "".join(
-            f"{t},{head[p]}{v:.{dec[p]}f}{unit[p]}{q}\n"
-            for t, p, v, q in zip(
-                ts, batch.point.tolist(), val, batch.quality.tolist(), strict=True
-            )
+            [
+                f"{t},{fmt[p] % (v, q)}"
+                for t, p, v, q in zip(
+                    ts, batch.point.tolist(), val, batch.quality.tolist(), strict=True
+                )
+            ]
         )
+
+
+def _pct(s: str) -> str:
+    """Escape '%' for a printf-style template."""
+    return s.replace("%", "%%")
 
 
 def _json_str(s: str) -> str:
@@ -364,7 +372,8 @@ def _json_str(s: str) -> str:
 
 def _iso_cst(ms: int) -> str:
     """Epoch ms -> ISO 8601 in Beijing time with its offset, as some gateways send it."""
-    return datetime.fromtimestamp(ms / 1000, tz=_CST).isoformat(timespec="milliseconds")
+    sec, milli = divmod(ms + 8 * 3_600_000, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{milli:03d}+08:00"
 
 
 def _concat(batches: Sequence[Batch]) -> Batch:
