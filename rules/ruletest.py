@@ -63,11 +63,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+_COMPOUND = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|h|m|s))+$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_PART_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+
+
 def _dur(v: Any) -> int:
+    """A rule-file duration (`10s`, `5m`, seconds as a number) or, as in promtool, a
+    compound one (`1m30s`, `1h5m`)."""
+    if isinstance(v, str) and _COMPOUND.match(v.strip()):
+        return round(sum(float(n) * _PART_MS[u] for n, u in _PART.findall(v)))
     try:
         return parse_duration_ms(v)
     except ValueError:
-        raise ValueError(f"expected a duration like 10s, 5m, 1h or 250ms, got {v!r}") from None
+        raise ValueError(f"expected a duration like 10s, 5m, 1m30s or 250ms, got {v!r}") from None
 
 
 class EventIn(_Strict):
@@ -477,8 +486,8 @@ def _validation_problems(exc: ValidationError, where: str) -> list[str]:
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
         got = err.get("input")
-        got_s = "" if isinstance(got, dict | list) else f", got {got!r}"
         msg = err["msg"].removeprefix("Value error, ")
+        got_s = "" if isinstance(got, dict | list) or ", got " in msg else f", got {got!r}"
         out.append(f"{where}: {loc}: {msg}{got_s}")
     return out
 

@@ -425,3 +425,11 @@ def test_replay_bad_warning_override_and_unwritable_out(tmp_path, capsys):
         "--json-summary",
     )
     assert rc == 2 and "cannot write" in err
+
+
+def test_default_pack_scenarios_in_the_rule_authors_terms(capsys):
+    # 2oo3 with a faulted head, interlock failure and success, head-count over quota, an
+    # event in a 1.1 zone, the benzene amendment both ways, one alarm for a silent gateway
+    rc, text, _ = run(capsys, "rules", "test", str(DATA / "scenarios"))
+    assert rc == 0, text
+    assert "SUCCESS: 9/9 tests passed in 2 file(s)" in text

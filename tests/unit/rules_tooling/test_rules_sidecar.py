@@ -31,6 +31,34 @@ def test_series_notation(series, values):
 
 
 @pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("10s", 10_000),
+        ("1m30s", 90_000),
+        ("1h5m", 3_900_000),
+        ("250ms", 250),
+        (1.5, 1500),
+        ("2m0.5s", 120_500),
+    ],
+)
+def test_durations_including_promtool_compound_ones(text, ms):
+    from rules.ruletest import _dur
+
+    assert _dur(text) == ms
+
+
+def test_bad_duration_names_what_came():
+    from rules.ruletest import _dur
+
+    with pytest.raises(
+        ValueError,
+        match=r"expected a duration like 10s, 5m, 1m30s or 250ms, "
+        r"got '1x'",
+    ):
+        _dur("1x")
+
+
+@pytest.mark.parametrize(
     ("series", "message"),
     [
         ("1 two", "series term 'two': expected a number"),
@@ -144,7 +172,12 @@ def test_expect_empty_means_no_alarm_of_any_kind(tmp_path):
 
 def test_discover_finds_sidecars_recursively_and_rejects_missing_paths(tmp_path):
     found = discover([DATA])
-    assert [p.name for p in found] == ["wrong.rules_test.yaml", "site.rules_test.yaml"]
+    assert [str(p.relative_to(DATA)) for p in found] == [
+        "failing/wrong.rules_test.yaml",
+        "rules/site.rules_test.yaml",
+        "scenarios/defaults.rules_test.yaml",
+        "scenarios/gbt50493-2019.rules_test.yaml",
+    ]
     with pytest.raises(FileNotFoundError, match="no such file or directory"):
         discover([tmp_path / "missing"])
 
