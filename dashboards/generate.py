@@ -200,6 +200,21 @@ def scope_variables(*, installation: bool = True) -> list[dashboard.QueryVariabl
     return out
 
 
+def installation_variable(points: Sequence[Point]) -> dashboard.CustomVariable:
+    """An enterprise's installations, from the registry ("none": points outside any)."""
+    codes = sorted({p.hazard_code or "none" for p in points})
+    return (
+        dashboard.CustomVariable("installation")
+        .label("Installation")
+        .values(",".join(codes))
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(dash_m.VariableOption(selected=True, text=["All"], value=["$__all"]))
+        .options([dash_m.VariableOption(selected=False, text=c, value=c) for c in codes])
+    )
+
+
 def _drilldown_link(field: str = "enterprise") -> dashboard.DashboardLink:
     return (
         dashboard.DashboardLink("Open ${__data.fields." + field + "} drill-down")
@@ -548,13 +563,7 @@ def enterprise(registry: Registry, code: str, thresholds: ThresholdSource) -> da
         [ENTERPRISE_TAG, points[0].district],
         f"Every point of {name} with its limit lines and alarm annotations; status per zone.",
     )
-    d.with_variable(
-        _query_var(
-            "installation",
-            "Installation",
-            q.variable_values("hazard", f"r.enterprise == {q.flux_string(code)}"),
-        )
-    )
+    d.with_variable(installation_variable(points))
     d.link(
         dashboard.DashboardLink("City overview")
         .type(dash_m.DashboardLinkType.LINK)

@@ -80,24 +80,32 @@ class Influx:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def write(self, rows: Iterable[Row], batch: int = 5000) -> int:
+    def write(self, rows: Iterable[Row], batch: int = 10_000) -> int:
+        """Write rows as line protocol (ms precision); returns how many."""
         from influxdb_client import WritePrecision
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         api = self._client.write_api(write_options=SYNCHRONOUS)
-        buf: list[dict[str, Any]] = []
+        buf: list[str] = []
         n = 0
         try:
             for row in rows:
-                buf.append(row.point())
+                buf.append(row.line())
                 if len(buf) >= batch:
-                    api.write(self.cfg.bucket, self.cfg.org, buf, write_precision=WritePrecision.MS)
+                    api.write(
+                        self.cfg.bucket,
+                        self.cfg.org,
+                        "\n".join(buf),
+                        write_precision=WritePrecision.MS,
+                    )
                     n += len(buf)
                     buf = []
             if buf:
-                api.write(self.cfg.bucket, self.cfg.org, buf, write_precision=WritePrecision.MS)
+                api.write(
+                    self.cfg.bucket, self.cfg.org, "\n".join(buf), write_precision=WritePrecision.MS
+                )
                 n += len(buf)
-        except Exception as exc:  # influxdb_client raises ApiException, urllib3 errors, ...
+        except Exception as exc:  # noqa: BLE001 - client raises ApiException, urllib3 errors, ...
             raise InfluxError(
                 f"writing to {self.cfg.bucket} at {self.cfg.url} failed: {_reason(exc)}"
             ) from None
@@ -109,7 +117,7 @@ class Influx:
         """Run Flux; returns `influxdb_client` FluxTables."""
         try:
             return list(self._client.query_api().query(flux, org=self.cfg.org))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - translated for the caller, token-free
             raise InfluxError(f"Flux query at {self.cfg.url} failed: {_reason(exc)}") from None
 
     def panel_query(

@@ -22,7 +22,12 @@ def flux_string(s: str) -> str:
 
 
 def var_match(column: str, var: str) -> str:
-    """`r.<column>` matches the (multi-value, All = .*) template variable `var`."""
+    """`r.<column>` matches the (multi-value, All = .*) template variable `var`.
+
+    Only for tags every row of the measurement has: the ingest writer leaves empty tags out
+    (line protocol has no empty tag value), so `reading` rows of points outside an
+    installation or zone have no `hazard`/`zone`, and Flux 0.65 cannot test a missing column
+    in a filter. Our own measurements write "none" instead."""
     return f"r.{column} =~ /^${{{var}:regex}}$/"
 
 
@@ -51,12 +56,14 @@ def _q(*lines: str) -> str:
 
 
 def variable_values(tag: str, *conds: str, measurement: str = "reading") -> str:
-    """Distinct values of a tag over the dashboard range (for a query variable)."""
+    """Distinct values of a tag over the dashboard range (for a query variable); rows
+    without the tag are left out."""
     return _q(
         _filter(measurement, *conds),
         f'  |> keep(columns: ["{tag}"])',
         "  |> group()",
         f'  |> distinct(column: "{tag}")',
+        "  |> filter(fn: (r) => exists r._value)",
         '  |> sort(columns: ["_value"])',
     )
 
@@ -159,23 +166,24 @@ def point_series(enterprise: str, tag: str, fn: str) -> str:
 
 
 def zone_status(enterprise: str) -> str:
-    """Per zone (of the selected installations): alarms open now, 0 when all clear. Zones
-    that reported readings in the range always get a row."""
+    """Per zone: alarms of the selected installations open now, 0 when all clear. Every zone
+    that reported readings in the range gets a row."""
     ent = f"r.enterprise == {flux_string(enterprise)}"
-    inst = var_match("hazard", "installation")
     return "\n".join(
         [
             "seen = " + SOURCE,
-            _filter("reading", ent, inst, 'r._field == "value"'),
+            _filter("reading", ent, 'r._field == "value"'),
             '  |> group(columns: ["zone"])',
             "  |> last()",
-            "  |> map(fn: (r) => ({zone: r.zone, open_alarms: 0}))",
+            "  |> map(fn: (r) => ({r with open_alarms: 0}))",
+            '  |> keep(columns: ["zone", "open_alarms"])',
             "open = " + SOURCE,
-            _filter("alarm", ent, inst, 'r._field == "firing"'),
+            _filter("alarm", ent, var_match("hazard", "installation"), 'r._field == "firing"'),
             '  |> group(columns: ["zone", "tag", "kind"])',
             '  |> sort(columns: ["_time"])',
             "  |> last()",
-            "  |> map(fn: (r) => ({zone: r.zone, open_alarms: r._value}))",
+            "  |> map(fn: (r) => ({r with open_alarms: r._value}))",
+            '  |> keep(columns: ["zone", "open_alarms"])',
             "union(tables: [seen, open])",
             '  |> group(columns: ["zone"])',
             '  |> sum(column: "open_alarms")',

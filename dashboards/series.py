@@ -2,8 +2,7 @@
 rejects, notifications and dispositions, in the schema of docs/influx-schema.md.
 
 No I/O and no clock: callers pass events, snapshots and `ts_ms`. Each function returns
-`Row`s; `Row.line()` renders InfluxDB line protocol (with `ingest.lineprotocol.encode`) for
-the line-protocol files, `Row.point()` the dict `influxdb_client` writes.
+`Row`s; `Row.line()` renders InfluxDB line protocol with `ingest.lineprotocol.encode`.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ingest.model import Registry, RejectReason
 from rules.model import AlarmEvent, Colour, WarningEvent
@@ -33,15 +31,6 @@ class Row:
         from ingest.lineprotocol import encode
 
         return encode(self.measurement, dict(self.tags), dict(self.fields), self.ts_ms)
-
-    def point(self) -> dict[str, Any]:
-        """The record shape `influxdb_client.WriteApi.write` accepts (ms precision)."""
-        return {
-            "measurement": self.measurement,
-            "tags": dict(self.tags),
-            "fields": dict(self.fields),
-            "time": self.ts_ms,
-        }
 
 
 def _fields(**kv: FieldValue | None) -> dict[str, FieldValue]:
@@ -319,7 +308,7 @@ def disposition_rows(events: Iterable[HandlingEvent], registry: Registry) -> lis
                 "hazard": h.hazard_code or "none",
                 "colour": str(h.colour),
                 "event": h.event,
-                "result": h.result,
+                "disposition": h.result,
             },
             {"warning_id": h.warning_id, "elapsed_s": float(h.elapsed_s)},
             h.ts_ms,

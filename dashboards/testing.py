@@ -30,6 +30,7 @@ from dashboards.series import (
     risk_rows,
     warning_rows,
 )
+from ingest.lineprotocol import reading_tags
 from ingest.model import Point, Registry, RejectReason
 from rules.model import AlarmEvent, AlarmState, Colour, Kind, Level, WarningEvent, WarningState
 from rules.risk import OpenWarning, RiskInputs, RiskWeights, enterprise_risk
@@ -96,21 +97,9 @@ class _Detector:
 
 
 def _reading_row(p: Point, ts: int, v: float) -> Row:
-    return Row(
-        "reading",
-        {
-            "enterprise": p.enterprise_code,
-            "district": p.district,
-            "hazard": p.hazard_code or "none",
-            "zone": p.zone or "none",
-            "gateway": p.gateway_code,
-            "tag": p.tag,
-            "parameter": p.parameter,
-            "unit": p.unit,
-        },
-        {"value": float(v), "quality": 0, "backfill": False},
-        ts,
-    )
+    """As the ingest writer stores it (`ingest.lineprotocol`: empty tags left out)."""
+    tags = {k: val for k, val in reading_tags(p).items() if val}
+    return Row("reading", tags, {"value": float(v), "quality": 0, "backfill": False}, ts)
 
 
 def _normal(p: Point, th: Sequence) -> tuple[float, float]:
