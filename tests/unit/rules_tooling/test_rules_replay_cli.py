@@ -433,3 +433,45 @@ def test_default_pack_scenarios_in_the_rule_authors_terms(capsys):
     rc, text, _ = run(capsys, "rules", "test", str(DATA / "scenarios"))
     assert rc == 0, text
     assert "SUCCESS: 9/9 tests passed in 2 file(s)" in text
+
+
+def test_replay_summary_shows_floods_and_chattering(tmp_path, capsys):
+    # AT-CH4-1 toggles across 25 %LEL every 10 s for 10 minutes: 30 annunciations, a flood
+    # for the operator area and a chattering alarm.
+    hist = tmp_path / "chatter.csv"
+    lines = ["ts,enterprise_code,tag,value"]
+    for i in range(60):
+        t = 1_795_939_200_000 + i * 10_000
+        lines.append(f"{t},RPL01,AT-CH4-1,{30 if i % 2 else 5}")
+        for tag, v in (("AT-NH3-1", 1), ("AT-BZ-1", 0.5), ("LT-101", 5)):
+            lines.append(f"{t},RPL01,{tag},{v}")
+    hist.write_text("\n".join(lines) + "\n")
+    rc, text, err = run(
+        capsys,
+        "replay",
+        "--registry",
+        REG,
+        "--readings",
+        str(hist),
+        "--out",
+        str(tmp_path / "a.jsonl"),
+    )
+    assert rc == 0, err
+    assert "Flood episodes" in text and "Chattering (>= 3 in 60 s)" in text
+    assert "RPL01/AT-CH4-1 limit (gbt50493.gas)" in text
+    rc, text, _ = run(
+        capsys,
+        "replay",
+        "--registry",
+        REG,
+        "--readings",
+        str(hist),
+        "--out",
+        str(tmp_path / "a.jsonl"),
+        "--json-summary",
+    )
+    s = json.loads(text)
+    assert s["alarms"]["firing"] == 30
+    assert len(s["isa18"]["flood_episodes"]) == 1
+    assert s["isa18"]["flood_episodes"][0]["start"] == "2026-11-29T08:03:30.000Z"  # 11th alarm
+    assert s["isa18"]["chattering"][0]["max_in_60s"] == 3
