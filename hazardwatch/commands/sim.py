@@ -247,11 +247,17 @@ def register(app: typer.Typer) -> None:
         if mqtt:
             summary["mqtt"] = _publish(sim, end_ms, rate, speed, max_seconds, max_readings, console)
         if score:
+            from rich.progress import Progress
+
             from hazardwatch.sim.evaluate import run_detection
             from hazardwatch.sim.report import score_table
 
             fresh = Simulation(reg, seed=seed, start_ms=start_ms, incidents=sim.incidents)
-            run = run_detection(fresh, end_ms)
+            with Progress(console=console, transient=True) as bar:
+                task = bar.add_task("ingest + rules engine", total=dur_ms)
+                run = run_detection(
+                    fresh, end_ms, progress=lambda done, _total: bar.update(task, completed=done)
+                )
             summary["score"] = run.score.to_dict()
             summary["score"]["readings"] = run.readings
             summary["score"]["rejects"] = run.rejects
