@@ -155,7 +155,10 @@ class MqttSource:
         self._handler = handler
         self._defer_ack = defer_ack
         self._clock = clock
-        self.counters = Counters(("messages", "handler_errors", "connects", "disconnects"))
+        self.counters = Counters(
+            ("messages", "handler_errors", "connects", "disconnects", "connect_failures")
+        )
+        self.last_error = ""  # why the last connection attempt failed (no secrets in it)
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._pending_subs: set[int] = set()
@@ -166,6 +169,7 @@ class MqttSource:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._client.on_connect_fail = self._on_connect_fail
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -212,11 +216,14 @@ class MqttSource:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
+            self.counters.inc("connect_failures")
+            self.last_error = f"connection refused by the broker: {reason_code}"
             log.error(
                 "MQTT connect to %s:%s refused: %s", self.config.host, self.config.port, reason_code
             )
             return
         self.counters.inc("connects")
+        self.last_error = ""
         self._connected.set()
         log.info(
             "MQTT connected to %s:%s (session present: %s)",
@@ -231,6 +238,15 @@ class MqttSource:
         if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
             with self._lock:
                 self._pending_subs.add(mid)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        # TCP or TLS failure (refused, unreachable, certificate not trusted): paho retries
+        # with the reconnect backoff; we count it and say so once per failure streak.
+        self.counters.inc("connect_failures")
+        first = not self.last_error
+        self.last_error = f"cannot connect to {self.config.host}:{self.config.port}"
+        if first:
+            log.warning("MQTT %s; retrying with backoff", self.last_error)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         bad = [rc for rc in reason_codes if rc.is_failure]
