@@ -205,24 +205,28 @@ class Outbox:
         return report
 
     def _pass(self, now_ms: int, channels: Mapping[str, Channel], report: DeliveryReport) -> bool:
-        rows = self.store.list_outbox(state=("pending", "merged"))
+        dead_ms = self.config.dead_after_s * 1000
         heads: list[OutboxItem] = []
         seen: set[tuple[str, str, str]] = set()
-        for row in rows:
-            n = row.notification
-            k = (n.channel, n.recipient, n.subject_id)
+        # Schedule from light rows; decode only the heads that are actionable now.
+        index = self.store.outbox_index(("pending", "merged"))
+        for _seq, nid, chan_, rcpt, subj, state, not_before, next_at, attempts, created in index:
+            k = (chan_, rcpt, subj)
             if k in seen:
                 continue  # an earlier message about this subject goes first
             seen.add(k)
-            if row.state == "pending":
-                heads.append(row)
+            if state != "pending" or not_before > now_ms:
+                continue
+            if next_at > now_ms and not (attempts > 0 and now_ms - created >= dead_ms):
+                continue
+            item = self.store.get_notification(nid)
+            if item is not None:
+                heads.append(item)
         progressed = False
         groups: dict[tuple[str, str], list[tuple[OutboxItem, str]]] = {}
         for row in heads:
             n = row.notification
-            if row.not_before_ms > now_ms:
-                continue
-            if row.attempts > 0 and now_ms - row.created_ms >= self.config.dead_after_s * 1000:
+            if row.attempts > 0 and now_ms - row.created_ms >= dead_ms:
                 self._dead(
                     row,
                     f"undelivered after {self.config.dead_after_s:.0f} s: {row.last_error}",

@@ -588,6 +588,18 @@ class AlertStore:
             args.append(limit)
         return [self._outbox_item(r) for r in self._query(sql, args)]
 
+    def outbox_index(self, states: Iterable[str]) -> list[tuple]:
+        """Light rows for scheduling, in stored order, without decoding the messages:
+        (seq, id, channel, recipient, subject_id, state, not_before_ms, next_attempt_ms,
+        attempts, created_ms)."""
+        args: list[Any] = []
+        sql = (
+            "SELECT seq, id, channel, recipient, subject_id, state, not_before_ms,"
+            " next_attempt_ms, attempts, created_ms FROM outbox WHERE 1"
+        )
+        sql += _in("state", states, args)
+        return self._query(sql + " ORDER BY seq", args)
+
     def outbox_depth(self) -> int:
         """Notifications not yet delivered, dead or withdrawn (the runner's metric)."""
         return int(
