@@ -18,24 +18,12 @@ pytestmark = pytest.mark.integration
 DAY = date(2026, 11, 28)
 
 
-def _thresholds(registry):
-    """The rule set's thresholds (standard packs + registry limits); the registry's own limits
-    while `rules.loader` is still being written by its helper."""
-    try:
-        from rules.loader import load_ruleset
-
-        return load_ruleset(None, registry)
-    except Exception:  # noqa: BLE001 - TEMPORARY while rules.loader and the sim disagree
-        from dashboards.limits import RegistryLimits
-
-        return RegistryLimits(registry)
-
-
 @pytest.fixture(scope="module")
 def filled(request):
     import uuid
 
     from hazardwatch.sim.city import generate_registry
+    from rules.loader import load_ruleset
     from rules.warnings import load_warning_config
     from tests.conftest import INFLUXDB, LOCAL_ENV
 
@@ -45,7 +33,7 @@ def filled(request):
     create_database(base, db)
     cfg = InfluxConfig(base.url, base.token, "-", f"{db}/autogen")
     registry = generate_registry(points=80, seed=7)
-    thresholds = _thresholds(registry)
+    thresholds = load_ruleset(None, registry)  # the standard packs + registry limits
     day = simulated_day(registry, thresholds, DAY, risk_weights=load_warning_config().risk)
     influx = Influx(cfg)
     influx.write(day.rows())

@@ -25,8 +25,8 @@ DAY = date(2026, 11, 28)
 
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory):
-    from dashboards.limits import RegistryLimits
     from hazardwatch.sim.city import generate_registry, write_registry_csv
+    from rules.loader import load_ruleset
     from rules.warnings import load_warning_config
     from tests.conftest import INFLUXDB, LOCAL_ENV
 
@@ -42,7 +42,7 @@ def filled(tmp_path_factory):
     reg_path = tmp_path_factory.mktemp("reg") / "registry.csv"
     write_registry_csv(registry, reg_path)
     day = simulated_day(
-        registry, RegistryLimits(registry), DAY, risk_weights=load_warning_config().risk
+        registry, load_ruleset(None, registry), DAY, risk_weights=load_warning_config().risk
     )
     with Influx(cfg) as influx:
         influx.write(day.rows())
