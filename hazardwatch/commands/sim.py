@@ -117,7 +117,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         speed: Annotated[
             float | None,
-            typer.Option(help="With --mqtt: simulated seconds per real second (e.g. 60)."),
+            typer.Option(
+                help="Simulated seconds per real second (e.g. 60) for --mqtt, or for "
+                "--readings-out written live (flushed every simulated second)."
+            ),
         ] = None,
         max_seconds: Annotated[
             float | None, typer.Option(help="With --mqtt: stop after this wall time.")
@@ -149,8 +152,10 @@ def register(app: typer.Typer) -> None:
                 hint="add --readings-out X.csv --truth-out T.jsonl, --registry-out R.csv, "
                 "--mqtt or --score",
             )
-        if (rate or speed or max_seconds or max_readings) and not mqtt:
-            raise fail("--rate, --speed, --max-seconds and --max-readings apply to --mqtt only")
+        if (rate or max_seconds or max_readings) and not mqtt:
+            raise fail("--rate, --max-seconds and --max-readings apply to --mqtt only")
+        if speed and not (mqtt or readings_out):
+            raise fail("--speed paces --mqtt or --readings-out; neither was given")
         if rate and speed:
             raise fail(
                 "give --rate or --speed, not both",
@@ -241,6 +246,7 @@ def register(app: typer.Typer) -> None:
                     end_ms,
                     ts_format="iso" if iso else "epoch_ms",
                     progress=lambda done: bar.update(task, completed=done),
+                    speed=None if mqtt else speed,
                 )
             summary["readings_out"] = str(readings_out)
             summary["readings"] = rows

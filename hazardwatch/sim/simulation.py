@@ -261,20 +261,38 @@ class Simulation:
         *,
         ts_format: str = "epoch_ms",
         progress: Callable[[int], None] | None = None,
+        speed: float | None = None,
     ) -> int:
         """Write the replay CSV (`ts,enterprise_code,tag,value,unit,quality`) of everything
-        delivered until `end_ms`, in delivery order, streamed chunk by chunk (a simulated week
+        delivered until `end_ms`, in delivery order, streamed step by step (a simulated week
         does not fit in memory); returns the number of rows. `progress` gets the simulated ms
-        written so far."""
+        written so far. With `speed`, rows are written and flushed as their simulated time
+        comes (speed x real time, in 1 s simulated steps), for a consumer following the file."""
         if ts_format not in ("epoch_ms", "iso"):
             raise ValueError(f"ts_format must be epoch_ms or iso, got {ts_format!r}")
+        if speed is not None and speed <= 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
         enc = self._encoder
         rows = 0
+        sim0 = prev = self._generated_until
+        wall0 = time.monotonic()
         with open(path, "w", encoding="utf-8", newline="") as f:
             f.write("ts,enterprise_code,tag,value,unit,quality\n")
             for batch in self.deliveries(end_ms):
                 rows += len(batch)
-                f.write(enc.csv_rows(batch, ts_format))
+                if speed is None:
+                    f.write(enc.csv_rows(batch, ts_format))
+                else:
+                    edges = np.arange(prev + 1000, self._generated_until + 1000, 1000)
+                    cuts = [0, *np.searchsorted(batch.deliver_ms, edges).tolist()]
+                    for edge, lo, hi in zip(edges.tolist(), cuts[:-1], cuts[1:], strict=True):
+                        delay = wall0 + (edge - sim0) / 1000.0 / speed - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+                        if hi > lo:
+                            f.write(enc.csv_rows(_take(batch, np.arange(lo, hi)), ts_format))
+                            f.flush()
+                prev = self._generated_until
                 if progress is not None:
                     progress(self._generated_until - self.start_ms)
         return rows

@@ -115,6 +115,7 @@ def test_simulate_on_demand_injection(tmp_path) -> None:
         (["--duration", "soon", "--score"], "--duration 'soon' is not a duration"),
         (["--incidents", "flood", "--score"], "unknown kind 'flood'"),
         (["--rate", "100", "--score"], "apply to --mqtt only"),
+        (["--speed", "60", "--score"], "--speed paces --mqtt or --readings-out"),
         (["--duration", "10m", "--incidents", "frozen", "--score"], "too short"),
         (["--start", "yesterday", "--score"], "not an ISO 8601 time"),
         (["--start", "2026-11-29T00:00:00", "--score"], "has no UTC offset"),
@@ -208,3 +209,25 @@ def test_sim_score_bad_file_is_one_line(tmp_path, capsys) -> None:
     assert main(["sim", "score", "--truth", str(tr), "--alarms", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:1: not an alarm event" in err and "Traceback" not in err
+
+
+def test_simulate_speed_writes_the_file_live_and_same_rows(tmp_path) -> None:
+    import time
+
+    fast, live = tmp_path / "fast.csv", tmp_path / "live.csv"
+    common = [
+        "simulate",
+        "--points",
+        "50",
+        "--duration",
+        "20s",
+        "--start",
+        START,
+        "--incidents",
+        "none",
+    ]
+    assert main([*common, "--readings-out", str(fast)]) == 0
+    t = time.monotonic()
+    assert main([*common, "--readings-out", str(live), "--speed", "40"]) == 0
+    assert time.monotonic() - t >= 0.45  # 20 simulated seconds at 40x
+    assert live.read_text(encoding="utf-8") == fast.read_text(encoding="utf-8")
