@@ -12,7 +12,6 @@ dropped and counted (`dropped`), never silently.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -94,7 +93,8 @@ def _translate(exc: Exception) -> InfluxError:
 
 class _Spill:
     """Batches on disk, replayed oldest first. Each file holds one batch of lines; a file is
-    written under a temporary name and renamed, so a crash never leaves half a batch."""
+    written under a temporary name and renamed, so a crash never leaves half a batch. One
+    spill folder per writer process."""
 
     def __init__(self, folder: Path, max_bytes: int) -> None:
         self.folder = folder
@@ -117,10 +117,9 @@ class _Spill:
         path = self.folder / f"spill-{self._seq:012d}.lp"
         self._seq += 1
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        # No fsync: the spill covers InfluxDB outages and process restarts (the page cache
+        # survives both); an fsync per batch would hold up writers for milliseconds.
+        tmp.write_bytes(data)
         tmp.rename(path)
         self._files.append(path)
         self.bytes += len(data)
