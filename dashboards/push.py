@@ -136,19 +136,14 @@ def push(
     message: str = "hazardwatch dashboards push",
 ) -> PushReport:
     """Make Grafana hold exactly our datasource, folders and dashboards (others untouched)."""
-    from grafana_client.client import GrafanaClientError
-
     url = getattr(api, "url", "") or "Grafana"
     report = PushReport()
 
     # Datasource: compare the public part; the token is sent on create and on change.
     want = datasource_model(source)
-    try:
-        have = api.datasource.get_datasource_by_uid(DATASOURCE_UID)
-    except GrafanaClientError as exc:
-        if not _missing(exc):
-            _step(url, "read the datasource", _raise, exc)
-        have = None
+    have = _step(
+        url, "read the datasource", _or_none, api.datasource.get_datasource_by_uid, DATASOURCE_UID
+    )
     secure = {"secureJsonData": {"token": source.token}} if source.token else {}
     if have is None:
         _step(url, "create the datasource", api.datasource.create_datasource, want | secure)
@@ -177,12 +172,9 @@ def push(
 
     for g in dashboards:
         fuid = folder_uid(g.folder)
-        try:
-            current = api.dashboard.get_dashboard(g.uid)
-        except GrafanaClientError as exc:
-            if not _missing(exc):
-                _step(url, f"read dashboard {g.uid}", _raise, exc)
-            current = None
+        current = _step(
+            url, f"read dashboard {g.uid}", _or_none, api.dashboard.get_dashboard, g.uid
+        )
         if current is not None:
             model = {k: v for k, v in current.get("dashboard", {}).items() if k not in _SERVER_KEYS}
             if model == g.model and current.get("meta", {}).get("folderUid") == fuid:
@@ -199,5 +191,13 @@ def push(
     return report
 
 
-def _raise(exc: Exception) -> None:
-    raise exc
+def _or_none(call, *args: Any) -> Any:
+    """The call's result, or None when Grafana answers 404 (not there yet)."""
+    from grafana_client.client import GrafanaClientError
+
+    try:
+        return call(*args)
+    except GrafanaClientError as exc:
+        if _missing(exc):
+            return None
+        raise
