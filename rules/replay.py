@@ -225,6 +225,9 @@ def parse_csv(text: str, registry: Registry, source: str = "<csv>") -> ReplayInp
             f"{source}: line 1: unknown column(s) {', '.join(unknown)}; expected "
             f"{','.join(REQUIRED_COLUMNS)}[,{','.join(OPTIONAL_COLUMNS)}]"
         )
+    dup = sorted({c for c in cols if cols.count(c) > 1})
+    if dup:
+        raise ReplayInputError(f"{source}: line 1: column(s) {', '.join(dup)} appear twice")
     idx = {c: cols.index(c) for c in cols}
     order = [idx.get(c) for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     norm = _Normaliser(registry)
@@ -233,8 +236,8 @@ def parse_csv(text: str, registry: Registry, source: str = "<csv>") -> ReplayInp
     n_bad = 0
     line = reader.line_num
     ncols = len(cols)
-    i_ts, i_ent, i_tag, i_val = order[0], order[1], order[2], order[3]
-    i_unit, i_q = order[4], order[5]
+    i_ts, i_ent, i_tag, i_val = (idx[c] for c in REQUIRED_COLUMNS)
+    i_unit, i_q = idx.get("unit"), idx.get("quality")
     # Fast path for the common row (a registered numeric point, epoch-ms or ISO time, no unit
     # or the point's own unit, empty or good quality); anything else takes the checked path.
     plain: dict[tuple[str, str], Point | None] = {}

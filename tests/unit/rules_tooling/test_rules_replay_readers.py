@@ -131,6 +131,7 @@ def test_line_numbers_count_quoted_multiline_fields():
         ("", "empty file"),
         ("ts,tag,value\n", "header lacks column(s) enterprise_code"),
         ("ts,enterprise_code,tag,value,colour\n", "unknown column(s) colour"),
+        ("ts,enterprise_code,tag,value,value\n", "column(s) value appear twice"),
     ],
 )
 def test_whole_file_problems(text, message):
