@@ -49,6 +49,7 @@ class Contact(_Strict):
     name: str = Field(min_length=1)
     phone: str | None = None  # +86... (SMS)
     openid: str | None = None  # WeChat official account (template messages)
+    channels: list[str] | None = None  # this person's own preference (default: channels.person)
 
     @field_validator("phone")
     @classmethod
@@ -298,7 +299,7 @@ def _recipients(
 ) -> list[Recipient]:
     out = []
     for c in people:
-        for ch in cfg.channels.person:
+        for ch in c.channels if c.channels is not None else cfg.channels.person:
             if ch == "wechat":
                 if c.openid:
                     out.append(Recipient(role, c.name, ch, c.openid))

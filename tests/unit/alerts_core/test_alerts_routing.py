@@ -193,3 +193,28 @@ def test_route_test_errors_are_one_line(capsys):
 def test_the_pipeline_order_reads_like_alertmanager(service):
     assert service.pipeline.names == ("inhibit", "filings", "shelve", "route", "dedup", "enqueue")
     assert Intent  # the stage input type is public for the runner and tests
+
+
+def test_a_person_can_prefer_other_channels():
+    cfg = parse_routing(
+        {
+            "channels": {"person": ["aliyun_sms"]},
+            "enterprises": {
+                "E": {
+                    "operator": {
+                        "name": "A",
+                        "phone": "+8613900000001",
+                        "openid": "oA",
+                        "channels": ["tencent_sms", "wechat"],
+                    },
+                    "technical": {"name": "B", "phone": "+8613900000002"},
+                }
+            },
+        }
+    )
+    got = [(r.channel, r.address) for r in route(cfg, RouteSubject("E", "", ""), Colour.YELLOW)]
+    assert got == [
+        ("tencent_sms", "+8613900000001"),
+        ("wechat", "oA"),
+        ("aliyun_sms", "+8613900000002"),
+    ]
