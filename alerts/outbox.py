@@ -220,7 +220,7 @@ class Outbox:
             if next_at > now_ms and not (attempts > 0 and now_ms - created >= dead_ms):
                 continue
             item = self.store.get_notification(nid)
-            if item is not None:
+            if item is not None and item.state == "pending":  # not withdrawn meanwhile
                 heads.append(item)
         progressed = False
         groups: dict[tuple[str, str], list[tuple[OutboxItem, str]]] = {}
