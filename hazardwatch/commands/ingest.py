@@ -1,7 +1,7 @@
 """Ingest commands: `registry check` (validate a point registry, every problem at once),
 `ingest decode` (what the normaliser makes of a payload: readings or dead letters, the same
-code the service runs), `ingest bridge` (distributed mode's MQTT -> Kafka bridge) and
-`ingest deadletters` (watch the MQTT dead-letter topic)."""
+code the service runs) and `ingest deadletters` (watch the MQTT dead-letter topic). The
+MQTT -> Kafka bridge runs as `hazardwatch bridge` (commands/run.py, wiring.py)."""
 
 from __future__ import annotations
 
@@ -17,37 +17,9 @@ from hazardwatch.cli import fail, settings
 
 registry_app = typer.Typer(help="Validate the point registry.", no_args_is_help=True)
 ingest_app = typer.Typer(
-    help="MQTT ingest: decode payloads, run the Kafka bridge, watch dead letters.",
+    help="MQTT ingest: decode payloads, watch dead letters.",
     no_args_is_help=True,
 )
-
-
-def mqtt_config(s: Any, **overrides: Any) -> Any:
-    """`hazardwatch.settings.MqttSettings` -> `ingest.mqtt.MqttConfig` (ingest must not import
-    hazardwatch, so the mapping lives here)."""
-    from ingest.mqtt import MqttConfig
-
-    m = s.mqtt
-    kw: dict[str, Any] = dict(
-        host=m.host,
-        port=m.port,
-        protocol=m.protocol,
-        username=m.username,
-        password=m.password.get_secret_value() if m.password is not None else None,
-        client_id=m.client_id,
-        topic_prefix=m.topic_prefix,
-        qos=m.qos,
-        shared_group=m.shared_group,
-        session_expiry_s=m.session_expiry_s,
-        keepalive_s=m.keepalive_s,
-        tls=m.tls,
-        ca_file=m.ca_file,
-        cert_file=m.cert_file,
-        key_file=m.key_file,
-        dead_letter_topic=m.dead_letter_topic,
-    )
-    kw.update(overrides)
-    return MqttConfig(**kw)
 
 
 def _load_registry(path: Path | None) -> Any:
@@ -245,63 +217,6 @@ def _parse_ms(s: str) -> int:
         raise fail(f"--received: {exc}") from None
 
 
-@ingest_app.command("bridge")
-def ingest_bridge(registry: RegistryOpt = None) -> None:
-    """Run the MQTT -> Kafka bridge (distributed mode) until interrupted: readings to the
-    readings topic keyed by enterprise, rejects to the dead-letter topic."""
-    import asyncio
-    import signal
-
-    from ingest.bridge import BridgeConfig, BridgeError, KafkaBridge
-    from ingest.normalize import NormalizeConfig, Normalizer
-
-    s = settings()
-    if not s.kafka.bootstrap_servers:
-        raise fail(
-            "kafka.bootstrap_servers is not set: the bridge needs Kafka",
-            hint="set HW_KAFKA__BOOTSTRAP_SERVERS or [kafka] bootstrap_servers",
-        )
-    reg = _load_registry(registry)
-    normalizer = Normalizer(
-        reg,
-        NormalizeConfig(
-            topic_prefix=s.mqtt.topic_prefix, max_payload_bytes=s.mqtt.max_payload_bytes
-        ),
-    )
-    bridge = KafkaBridge(
-        mqtt_config(s),
-        BridgeConfig(
-            bootstrap_servers=s.kafka.bootstrap_servers,
-            readings_topic=s.kafka.readings_topic,
-            deadletter_topic=s.kafka.deadletter_topic,
-            client_id=f"{s.kafka.app_id}-bridge",
-        ),
-        normalizer,
-    )
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, bridge.stop)
-        await bridge.run()
-
-    typer.echo(
-        f"bridging mqtt://{s.mqtt.host}:{s.mqtt.port} {s.mqtt.topic_prefix}/+/+/data "
-        f"-> kafka {s.kafka.readings_topic} ({len(reg)} points)",
-        err=True,
-    )
-    try:
-        asyncio.run(main())
-    except BridgeError as exc:
-        raise fail(
-            str(exc),
-            hint="check Kafka (`hazardwatch services status`); unacknowledged "
-            "MQTT messages are redelivered to the next bridge",
-            code=1,
-        ) from None
-    typer.echo(json.dumps(bridge.metrics.snapshot(), sort_keys=True), err=True)
-
-
 @ingest_app.command("deadletters")
 def ingest_deadletters(
     count: Annotated[
@@ -314,14 +229,14 @@ def ingest_deadletters(
     """Print dead letters from the MQTT dead-letter topic as they come, one JSON per line."""
     import threading
 
+    from hazardwatch.wiring import mqtt_config
     from ingest.codec import CodecError, decode_dead_letter
     from ingest.model import iso_ms
     from ingest.mqtt import MqttSource
 
     s = settings()
-    cfg = mqtt_config(
-        s, client_id=f"{s.mqtt.client_id}-deadletters-{time.time_ns() % 10**6}", shared_group=""
-    )
+    # Its own client id: a watcher must not take over the ingest session.
+    cfg = mqtt_config(s, client_id=f"{s.mqtt.client_id}-deadletters-{time.time_ns() % 10**6}")
     done = threading.Event()
     seen = [0]
 

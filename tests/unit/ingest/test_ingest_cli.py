@@ -120,31 +120,3 @@ def test_ingest_decode_unknown_format(tmp_path, capsys, clean_env):
     )
     assert rc == 2
     assert "unknown --format 'nope'" in capsys.readouterr().err
-
-
-def test_mqtt_settings_map_to_the_ingest_config(clean_env):
-    from hazardwatch.commands.ingest import mqtt_config
-    from hazardwatch.settings import load_settings
-
-    s = load_settings(
-        environ={
-            "HW_MQTT__HOST": "broker",
-            "HW_MQTT__PORT": "8883",
-            "HW_MQTT__PASSWORD": "pw-123456",
-            "HW_MQTT__USERNAME": "u",
-            "HW_MQTT__SHARED_GROUP": "ingest",
-            "HW_MQTT__PROTOCOL": "3.1.1",
-            "HW_MQTT__TLS": "true",
-        }
-    )
-    cfg = mqtt_config(s)
-    assert (cfg.host, cfg.port, cfg.protocol, cfg.tls) == ("broker", 8883, "3.1.1", True)
-    assert cfg.password == "pw-123456" and "pw-123456" not in repr(cfg)
-    assert cfg.topic_filters()[0] == "$share/ingest/hw/+/+/data"
-
-
-def test_bridge_without_kafka_is_a_clear_error(capsys, clean_env):
-    rc = main(["ingest", "bridge", "-r", str(DATA / "registry.csv")])
-    err = capsys.readouterr().err
-    assert rc == 2
-    assert "kafka.bootstrap_servers is not set" in err and "HW_KAFKA__BOOTSTRAP_SERVERS" in err
