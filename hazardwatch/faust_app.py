@@ -108,7 +108,9 @@ class EnterpriseCore:
             from rules.engine import Engine
 
             sub = Registry(self.registry.enterprise(enterprise), version=self.registry.version)
-            eng = self._engines[enterprise] = Engine(self.bundle.ruleset, sub)
+            eng = self._engines[enterprise] = Engine(
+                enterprise_ruleset(self.bundle.ruleset, enterprise), sub
+            )
         return eng
 
     def _states(self, ent: str, est: bytes | None, wst: bytes | None, now_ms: int):
@@ -153,6 +155,21 @@ class EnterpriseCore:
         except KeyError:
             events = []
         return self._remember(ent, Step(e.to_bytes(), w.to_bytes(), [], list(events)), e, w)
+
+
+def enterprise_ruleset(ruleset: Any, enterprise: str) -> Any:
+    """The slice of a compiled RuleSet that concerns one enterprise (its points, vote groups
+    and gateways; nothing in a rule spans enterprises). Same version: the rules are the same,
+    and every alarm names the ruleset that produced it."""
+    import dataclasses
+
+    prefix = enterprise + "/"
+    return dataclasses.replace(
+        ruleset,
+        points={k: v for k, v in ruleset.points.items() if k.startswith(prefix)},
+        votes=tuple(v for v in ruleset.votes if v.enterprise_code == enterprise),
+        gateways=tuple(g for g in ruleset.gateways if g.enterprise_code == enterprise),
+    )
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -205,6 +222,10 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         producer_acks=-1,
         stream_wait_empty=False,
         table_standby_replicas=0,
+        # A dead worker's partitions move after the session timeout: Faust's 60 s default
+        # would hold alarms back for a minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         consumer_auto_offset_reset="earliest",
     )
     readings = app.topic(
@@ -223,17 +244,34 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         value_serializer="raw",
         partitions=k.partitions,
     )
+
     # use_partitioner: the timer writes outside an event; the key's murmur2 partition is the
     # enterprise's readings partition, so changelog partitions stay co-located with readings.
-    raw = faust.Schema(
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-    engine_table = app.Table(
-        "engine-state", default=None, schema=raw, partitions=k.partitions, use_partitioner=True
-    )
-    warning_table = app.Table(
-        "warning-state", default=None, schema=raw, partitions=k.partitions, use_partitioner=True
-    )
+    class EnterpriseTable(faust.Table):
+        """State keyed by enterprise, stored in the changelog partition of the enterprise's
+        readings partition. The 1 s tick writes outside any event, where Faust would either
+        refuse (no event to take the partition from) or ask the producer's partitioner, which
+        may not have the changelog's metadata yet; the partition is known, so say it."""
+
+        def partition_for_key(self, key: Any) -> int:
+            return partition_for(key, k.partitions)
+
+    def table(name: str) -> Any:
+        # bytes key and value types make Faust use the raw codec for the changelog too.
+        return app.tables.add(
+            EnterpriseTable(
+                app,
+                name=name,
+                default=None,
+                beacon=app.tables.beacon,
+                key_type=bytes,
+                value_type=bytes,
+                partitions=k.partitions,
+            )
+        )
+
+    engine_table = table("engine-state")
+    warning_table = table("warning-state")
 
     metrics = Metrics(process=worker)
     holder: dict[str, Any] = {}
@@ -386,6 +424,14 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         threading.Thread(target=loop, name="hw-outbox", daemon=True).start()
         if settings.metrics.port:
             metrics.serve(settings.metrics.port)
+
+    @app.on_rebalance_complete.connect
+    async def _announce(app_: Any, **kwargs: Any) -> None:
+        # One line operators (and the e2e tests) can wait for: tables recovered, serving.
+        mine = sorted(
+            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.readings_topic
+        )
+        log.warning("hazardwatch worker %s ready: readings partitions %s", worker, mine)
 
     @app.on_before_shutdown.connect
     async def _stop_outbox(app_: Any, **kwargs: Any) -> None:

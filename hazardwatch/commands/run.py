@@ -114,7 +114,9 @@ def register(app: typer.Typer) -> None:
         worker_id: Annotated[
             str, typer.Option("--id", help="Worker name: its own state folder and alert store.")
         ] = "worker-0",
-        loglevel: Annotated[str, typer.Option(help="Faust log level.")] = "warning",
+        loglevel: Annotated[
+            str, typer.Option(help="Faust log level: crit, error, warn, info, debug.")
+        ] = "warn",
     ) -> None:
         """Start a Faust worker of the distributed pipeline (several share the partitions)."""
         from hazardwatch.faust_app import create_app
@@ -137,7 +139,7 @@ def register(app: typer.Typer) -> None:
             faust_app = create_app(s, worker_id)
         except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
             raise fail(f"cannot build the Faust app: {exc}") from None
-        sys.argv = ["hazardwatch-worker", "worker", "--loglevel", loglevel]
+        sys.argv = ["hazardwatch-worker", "worker", "--without-web", "--loglevel", loglevel]
         faust_app.main()
 
     @app.command("bridge")
