@@ -374,3 +374,41 @@ def test_order_per_subject_is_kept_behind_a_failing_head(store, hold):
         ob.deliver_due(t, {"platform": ch})
         t += 1_000
     assert [n.id for n in ch.attempts] == ["n0001", "n0001", "n0002"]
+
+
+def test_service_thread_and_delivery_thread_share_the_store_safely(service, store):
+    """The runner applies events on its evaluation thread while a delivery thread drains the
+    outbox: nothing is lost, nothing is sent twice, the journal stays a chain."""
+    import threading
+
+    from alerts.journal import Journal
+
+    chans = {c: RecordingChannel(c) for c in ("platform", "aliyun_sms", "wecom")}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def deliver():
+        t = T0
+        try:
+            while not stop.is_set():
+                t += 1_000
+                service.outbox.deliver_due(t + 120_000, chans)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assert below
+            errors.append(exc)
+
+    worker = threading.Thread(target=deliver)
+    worker.start()
+    try:
+        for i in range(25):
+            t = T0 + i * 1_000
+            service.on_alarm(alarm(f"A{i}", tag=f"AT-{10 + i}", ts=t), t)
+            service.acknowledge(f"A{i}", "u", t + 1)
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert errors == []
+    service.outbox.deliver_due(T0 + 10 * MIN, chans)
+    expected = {i.notification.id for i in store.list_outbox()}
+    got = [n.id for ch in chans.values() for n in ch.delivered]
+    assert sorted(got) == sorted(expected)
+    assert Journal(store).verify().ok
