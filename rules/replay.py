@@ -24,6 +24,7 @@ from ingest.model import Point, Reading, Registry, datetime_to_ms
 from ingest.units import UnitError, linear
 from rules import kpi
 from rules.model import AlarmEvent, WarningEvent
+from rules.risk import RiskLevel, enterprise_risk, risk_inputs
 
 REQUIRED_COLUMNS = ("ts", "enterprise_code", "tag", "value")
 OPTIONAL_COLUMNS = ("unit", "quality", "event_type", "text")
@@ -455,6 +456,8 @@ class ReplayResult:
     readings: int
     start_ms: int
     end_ms: int
+    # Enterprise dynamic risk at the end of the replay (with a warning model), worst first.
+    risk: tuple[RiskLevel, ...] = ()
 
 
 def _columns(engine: Any, readings: Sequence[Reading]) -> tuple[np.ndarray, ...]:
@@ -557,7 +560,53 @@ def run_replay(
         wstate, wevs = wm.on_alarms(wstate, evs, t1)
         warnings.extend(wevs)
     summary = kpi.compute(alarms, start_ms=t0, end_ms=t1, config=kpi_config)
-    return ReplayResult(alarms, warnings, summary, len(rs), t0, t1)
+    risk: tuple[RiskLevel, ...] = ()
+    if wm is not None:
+        risk = _risk_at_end(registry, ruleset, wm, wstate, alarms, rs, t0, t1)
+    return ReplayResult(alarms, warnings, summary, len(rs), t0, t1, risk)
+
+
+def _risk_at_end(
+    registry: Registry,
+    ruleset: Any,
+    wm: Any,
+    wstate: Any,
+    alarms: Sequence[AlarmEvent],
+    readings: Sequence[Reading],
+    t0: int,
+    t1: int,
+) -> tuple[RiskLevel, ...]:
+    """Each enterprise's dynamic risk at `t1`: its open and overdue warnings, repeated
+    alarms, and the share of its points that reported within their offline rule's timeout
+    (no filings are known to a replay)."""
+    open_ = wm.open_warnings(wstate)
+    overdue = wm.overdue(wstate, t1)
+    last: dict[str, int] = {}
+    for r in readings:
+        last[r.key] = r.ts_ms
+    out = []
+    for ent in registry.enterprises():
+        watched = []
+        for p in registry.enterprise(ent):
+            pr = ruleset.rules_for(p.key) if ruleset is not None else None
+            if pr is not None and pr.offline is not None:
+                watched.append((p.key, pr.offline.timeout_ms))
+        online = None
+        if watched and t1 > t0:
+            ok = sum(1 for k, timeout in watched if t1 - last.get(k, t0) <= timeout)
+            online = ok / len(watched)
+        inputs = risk_inputs(
+            registry,
+            ent,
+            t1,
+            open_warnings=open_,
+            alarms=alarms,
+            overdue_dispositions=sum(1 for w in overdue if w.enterprise_code == ent),
+            online_rate=online,
+        )
+        out.append(enterprise_risk(inputs, wm.config.risk))
+    out.sort(key=lambda r: (-r.rank, -r.score, r.enterprise_code))
+    return tuple(out)
 
 
 def write_jsonl(path: Path | str, records: Iterable[Mapping[str, Any]]) -> int:

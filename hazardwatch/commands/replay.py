@@ -278,6 +278,15 @@ def summary_dict(result, inp) -> dict[str, Any]:
                 for b in k.bad_actors
             ],
         },
+        "risk": [
+            {
+                "enterprise": r.enterprise_code,
+                "colour": r.colour.value if r.colour else None,
+                "score": r.score,
+                "reasons": list(r.reasons),
+            }
+            for r in result.risk
+        ],
         "warnings": {
             "events": len(result.warnings),
             "raised": sum(1 for w in result.warnings if w.state == "raised"),
@@ -386,6 +395,12 @@ def _print_summary(result, inp, top: int) -> None:
             f"{w.colour.zh}/{w.colour.value}" for w in result.warnings if w.state != "closed"
         )
         con.print("warnings: " + ", ".join(f"{c} {n}" for c, n in by.items()))
+    if result.risk:
+        t = table("Enterprise dynamic risk at the end", "enterprise", "risk", "score", "why")
+        for r in result.risk[:top]:
+            colour = f"{r.colour.zh}/{r.colour.value}" if r.colour else "-"
+            t.add_row(r.enterprise_code, colour, f"{r.score:.1f}", "; ".join(r.reasons))
+        con.print(t)
 
 
 def replay(
