@@ -26,6 +26,8 @@ from .test_api_fixtures import (
     world_fixture,  # noqa: F401 - the `world` fixture
 )
 
+pytestmark = pytest.mark.integration
+
 A = "/api/v1"
 
 

@@ -30,6 +30,8 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 CLIENT = TestClient(APP, raise_server_exceptions=False)  # a 500 must show as a 500
 _HTTPX_KEYS = {"method", "url", "params", "headers", "json", "content", "data", "files"}
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -48,7 +50,7 @@ def _cleanup():
 @pytest.mark.parametrize("token", [ADMIN, E001], ids=["admin", "enterprise"])
 @schema.parametrize()
 @settings(
-    max_examples=10,
+    max_examples=8,
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,
