@@ -23,7 +23,7 @@ import numpy as np
 from rich.console import Console
 
 from hazardwatch.sim import ALL_KINDS, Simulation
-from hazardwatch.sim.evaluate import _slices, build_engine
+from hazardwatch.sim.evaluate import build_engine, slices_by_delivery
 from hazardwatch.sim.report import score_table
 from hazardwatch.sim.scoring import DAY_MS, score
 from ingest.model import Reading
@@ -46,7 +46,7 @@ def evaluate(sim: Simulation, end_ms: int, engine, step_ms: int, fast: bool):
         if whole is None:
             break
         t = time.perf_counter()
-        for b, now in _slices(whole, sim._generated_until, step_ms):
+        for b, now in slices_by_delivery(whole, sim.generated_until, step_ms):
             bf = (b.deliver_ms - b.ts_ms) > 300_000
             if fast:
                 state, ev = engine.process_columns(

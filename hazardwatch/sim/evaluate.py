@@ -97,14 +97,14 @@ def run_detection(
         columns = hasattr(engine, "process_columns")
         points = registry.points
         for whole in sim.deliveries(end_ms):
-            for b, now in _slices(whole, sim._generated_until, step_ms):
+            for b, now in slices_by_delivery(whole, sim.generated_until, step_ms):
                 state, events = _feed(
                     engine, state, b, now, to_engine, points, columns, backfill_after_ms
                 )
                 alarms.extend(events)
                 n_readings += len(b)
             if progress:
-                progress(sim._generated_until - sim.start_ms, end_ms - sim.start_ms)
+                progress(sim.generated_until - sim.start_ms, end_ms - sim.start_ms)
     state, events = engine.tick(state, end_ms)
     alarms.extend(events)
     point_days = len(registry) * (end_ms - sim.start_ms) / DAY_MS
@@ -148,7 +148,7 @@ def _feed(engine, state, b, now, to_engine, points, columns: bool, backfill_afte
     return engine.process(state, batch, now)
 
 
-def _slices(batch: Any, until_ms: int, step_ms: int) -> Any:
+def slices_by_delivery(batch: Any, until_ms: int, step_ms: int) -> Any:
     """Cut a delivered chunk into steps of `step_ms` by delivery time: (readings, now_ms).
     The engine is evaluated as a live runner would, every step, never with `now` far ahead
     of the readings (which would also push its quiet fast path to the per-reading machine)."""
@@ -163,5 +163,5 @@ def _slices(batch: Any, until_ms: int, step_ms: int) -> Any:
     lo = 0
     for edge, hi in zip(edges, cuts.tolist(), strict=True):
         if hi > lo:
-            yield _take(batch, np.arange(lo, hi)), edge
+            yield _take(batch, slice(lo, hi)), edge
         lo = hi

@@ -144,7 +144,7 @@ def publish_simulation(
     if speed is not None and speed <= 0:
         raise ValueError(f"speed must be > 0, got {speed}")
     t0 = clock()
-    sim0 = sim._generated_until
+    sim0 = sim.generated_until
     readings = messages = nbytes = 0
     now_ms = sim0
     stopped_by = "end"

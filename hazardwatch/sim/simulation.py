@@ -176,6 +176,11 @@ class Simulation:
         self.incidents = sorted([*self.incidents, new], key=lambda i: i.start_ms)
         return new
 
+    @property
+    def generated_until(self) -> int:
+        """Simulated time (epoch ms) up to which readings have been generated and delivered."""
+        return self._generated_until
+
     def truth_records(self) -> list[dict]:
         return [i.to_record() for i in self.incidents]
 
@@ -290,7 +295,7 @@ class Simulation:
                         if delay > 0:
                             time.sleep(delay)
                         if hi > lo:
-                            f.write(enc.csv_rows(_take(batch, np.arange(lo, hi)), ts_format))
+                            f.write(enc.csv_rows(_take(batch, slice(lo, hi)), ts_format))
                             f.flush()
                 prev = self._generated_until
                 if progress is not None:
