@@ -291,7 +291,7 @@ def decode_canonical(payload: bytes) -> Decoded:
         except ValueError as exc:
             out.ts_error = f"{exc} at $.ts (the batch time)"
     else:
-        out.ts = batch_ts
+        out.ts = batch_ts  # type: ignore[assignment]  # int or None here
     out.readings = env.data
     out.batch = True
     return out

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def _default_sender(cfg: InfluxConfig) -> tuple[Callable[[list[str]], None], Cal
                 bucket=cfg.bucket,
                 org=cfg.org,
                 record="\n".join(lines),
-                write_precision=WritePrecision.MS,
+                write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # a str constant
             )
         except Exception as exc:  # noqa: BLE001 - translated into our tree right here
             raise _translate(exc) from None
@@ -409,7 +409,7 @@ class LineProtocolFileWriter:
         self.max_file_bytes = max_file_bytes
         self._clock = clock
         self._lock = threading.Lock()
-        self._f = None
+        self._f: TextIO | None = None
         self.path: Path | None = None
         self._size = 0
         self._counts = {"written": 0, "files": 0, "bytes": 0}
@@ -423,8 +423,9 @@ class LineProtocolFileWriter:
             if not path.exists():
                 break
             n += 1
-        self._f = open(path, "a", encoding="utf-8")  # kept open across writes
-        self._f.write(self.HEADER)
+        f = open(path, "a", encoding="utf-8")  # kept open across writes
+        f.write(self.HEADER)
+        self._f = f
         self._size = len(self.HEADER)
         self._counts["files"] += 1
         self.path = path
@@ -439,7 +440,8 @@ class LineProtocolFileWriter:
                         self._f.close()
                     self._open()
                 data = line + "\n"
-                self._f.write(data)  # type: ignore[union-attr]
+                assert self._f is not None
+                self._f.write(data)
                 n = len(data.encode("utf-8")) if not data.isascii() else len(data)
                 self._size += n
                 self._counts["bytes"] += n
@@ -475,7 +477,7 @@ def open_line_writer(
                 org=org,
                 bucket=bucket,
                 spill_dir=Path(data_dir) / "influx-spill",
-                **kwargs,
+                **kwargs,  # type: ignore[arg-type]
             )
-        )  # type: ignore[arg-type]
+        )
     return LineProtocolFileWriter(Path(data_dir))

@@ -62,8 +62,8 @@ def encode(
         if v:
             parts.append(f",{escape_key(k)}={escape_key(str(v))}")
     fs = []
-    for k, v in fields.items():
-        s = _field_value(v)
+    for k, fv in fields.items():
+        s = _field_value(fv)
         if s is not None:
             fs.append(f"{escape_key(k)}={s}")
     if not fs:

@@ -119,6 +119,12 @@ class _Dedupe:
         return len(self.cur_keys) + len(self.old_keys)
 
 
+@dataclass(frozen=True, slots=True)
+class _UnitRejected:
+    reason: RejectReason
+    detail: str
+
+
 class _PointInfo:
     __slots__ = ("base", "conv", "gateway", "hwm", "point", "unit")
 
@@ -129,25 +135,24 @@ class _PointInfo:
         self.base = pid << _TS_BITS
         # Highest ts accepted: a newer reading cannot be a duplicate (the common, fast case).
         self.hwm = hwm
-        # unit as sent -> (scale, offset), or the UnitError (reason, message) it raised
-        self.conv: dict[str, tuple[float, float] | tuple[RejectReason, str]] = {}
+        # unit as sent -> (scale, offset), or why it cannot be used
+        self.conv: dict[str, tuple[float, float] | _UnitRejected] = {}
 
-    def converter(self, unit: str) -> tuple[float, float] | tuple[RejectReason, str]:
+    def converter(self, unit: str) -> tuple[float, float] | _UnitRejected:
         c = self.conv.get(unit)
         if c is None:
             p = self.point
             try:
                 canonical_unit(unit)
             except UnitError as exc:
-                c = (
-                    RejectReason.UNKNOWN_UNIT,
-                    f"{exc} (point {p.key} is registered in {p.unit!r})",
+                c = _UnitRejected(
+                    RejectReason.UNKNOWN_UNIT, f"{exc} (point {p.key} is registered in {p.unit!r})"
                 )
             else:
                 try:
                     c = linear(unit, p.unit, p.parameter)
                 except UnitError as exc:
-                    c = (RejectReason.UNCONVERTIBLE_UNIT, f"{exc} (point {p.key})")
+                    c = _UnitRejected(RejectReason.UNCONVERTIBLE_UNIT, f"{exc} (point {p.key})")
             if len(self.conv) < 64:  # a gateway cannot grow this without bound
                 self.conv[unit] = c
         return c
@@ -334,21 +339,15 @@ class Normalizer:
             u = r.u
             if u is not None and u != info.unit:
                 c = info.converter(u)
-                if type(c[0]) is not float:
+                if type(c) is _UnitRejected:
                     rejects.append(
                         self._reject_item(
-                            c[0],
-                            c[1],
-                            r,
-                            i,
-                            decoded,
-                            topic,
-                            received_ms,
-                            payload,  # type: ignore[arg-type]
+                            c.reason, c.detail, r, i, decoded, topic, received_ms, payload
                         )
                     )
                     continue
-                v = v * c[0] + c[1]  # type: ignore[operator]
+                scale, offset = c  # type: ignore[misc]
+                v = v * scale + offset
             if dedupe:
                 if ts > info.hwm:
                     info.hwm = ts
@@ -467,6 +466,7 @@ class Normalizer:
         for ev in decoded.events:
             info = table.get(ev.tag)
             ts = ev.ts
+            assert type(ts) is int  # decode_event resolves the time or reports a problem
             if info is None:
                 out.rejects.append(
                     self._dead(
@@ -490,8 +490,8 @@ class Normalizer:
                     )
                 )
                 continue
-            if ts < _Y2000_MS or ts > received_ms + cfg.max_future_ms:  # type: ignore[operator]
-                reason, detail = _why_bad(0, 0.0, ts, received_ms, cfg.max_future_ms)  # type: ignore[arg-type]
+            if ts < _Y2000_MS or ts > received_ms + cfg.max_future_ms:
+                reason, detail = _why_bad(0, 0.0, ts, received_ms, cfg.max_future_ms)
                 out.rejects.append(self._dead(reason, detail, topic, received_ms, payload))
                 continue
             out.readings.append(
@@ -502,12 +502,12 @@ class Normalizer:
                     float("nan"),
                     0,
                     info.unit,
-                    received_ms,  # type: ignore[arg-type]
+                    received_ms,
                     ts < received_ms - cfg.backfill_after_ms,
                     ev.type,
                     ev.text,
                 )
-            )  # type: ignore[operator]
+            )
 
 
 def _why_bad(
