@@ -290,9 +290,19 @@ def summary_dict(result, inp) -> dict[str, Any]:
         "warnings": {
             "events": len(result.warnings),
             "raised": sum(1 for w in result.warnings if w.state == "raised"),
-            "by_colour": _count(str(w.colour) for w in result.warnings if w.state != "closed"),
+            # the highest colour each warning reached
+            "by_colour": _count(_final_colours(result.warnings).values()),
         },
     }
+
+
+def _final_colours(warnings) -> dict[str, str]:
+    """warning_id -> the highest colour it reached (colours only rise while open)."""
+    out: dict[str, str] = {}
+    for w in warnings:
+        if w.state != "closed":
+            out[w.warning_id] = str(w.colour)
+    return out
 
 
 def _count(it) -> dict[str, int]:
@@ -307,6 +317,7 @@ def _print_summary(result, inp, top: int) -> None:
     from rich.table import Table
 
     from ingest.model import iso_ms
+    from rules.model import Colour
 
     con = Console(width=120)
     k = result.summary
@@ -391,12 +402,18 @@ def _print_summary(result, inp, top: int) -> None:
         f"total time in alarm: {_dur(k.time_in_alarm_ms)}"
     )
     if result.warnings:
-        by = _count(
-            f"{w.colour.zh}/{w.colour.value}" for w in result.warnings if w.state != "closed"
+        finals = _final_colours(result.warnings)
+        by = _count(f"{Colour(c).zh}/{c}" for c in finals.values())
+        con.print(
+            f"warnings: {len(finals)} raised, highest colour reached: "
+            + ", ".join(f"{c} {n}" for c, n in by.items())
         )
-        con.print("warnings: " + ", ".join(f"{c} {n}" for c, n in by.items()))
     if result.risk:
-        t = table("Enterprise dynamic risk at the end", "enterprise", "risk", "score", "why")
+        t = Table(title="Enterprise dynamic risk at the end", title_justify="left", show_edge=False)
+        t.add_column("enterprise")
+        t.add_column("risk")
+        t.add_column("score", justify="right")
+        t.add_column("why")
         for r in result.risk[:top]:
             colour = f"{r.colour.zh}/{r.colour.value}" if r.colour else "-"
             t.add_row(r.enterprise_code, colour, f"{r.score:.1f}", "; ".join(r.reasons))

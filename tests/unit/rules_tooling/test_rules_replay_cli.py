@@ -78,7 +78,8 @@ def test_replay_writes_alarm_events_and_prints_the_summary(tmp_path, capsys):
     assert "Alarms per rule" in text and "gbt50493.gas" in text
     assert "ISA-18.2 per operator area" in text and "Top bad actors" in text
     assert "wrote 14 alarm events" in text
-    assert "Enterprise dynamic risk at the end" in text and "红/red" in text
+    assert "warnings: 1 raised, highest colour reached: 红/red 1" in text
+    assert "Enterprise dynamic risk at the end" in text
     # bad rows are reported with their line, and skipped
     assert "2 bad row(s)" in err and "line 28: point RPL01/XX-999 is not in the registry" in err
     assert "line 29: value: expected a number, got 'lots'" in err
@@ -107,6 +108,7 @@ def test_replay_json_summary(tmp_path, capsys):
     assert s["isa18"]["bad_actors"][0]["annunciations"] == 2
     assert s["time_in_alarm_s"]["RPL01/AT-CH4-1"] == 30.0
     # a red warning is open at the end, and only 1 of 4 points still reports
+    assert s["warnings"]["raised"] == 1 and s["warnings"]["by_colour"] == {"red": 1}
     (risk,) = s["risk"]
     assert risk["enterprise"] == "RPL01" and risk["colour"] == "red"
     assert any("online rate 25.0%" in x for x in risk["reasons"])
