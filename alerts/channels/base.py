@@ -206,7 +206,7 @@ class HttpChannel:
             verdict = exc.verdict()
         except httpx.HTTPError as exc:
             verdict = Verdict.retry(_describe_transport_error(exc))
-        except (ValueError, KeyError, TypeError, UnicodeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, UnicodeError) as exc:
             # A provider answering with something we cannot read is a provider problem.
             verdict = Verdict.retry(f"unreadable answer ({type(exc).__name__}: {exc})")
         verdict = self._scrubbed(verdict)

@@ -49,6 +49,9 @@ SCENARIOS = {
         200, json=_error_doc(_echo(r))
     ),
     "200 unreadable body quoting the request": lambda r: httpx.Response(200, text=_echo(r)),
+    "200 JSON of the wrong shape quoting the request": lambda r: httpx.Response(
+        200, json=[_echo(r)]
+    ),
     "connection refused naming the URL": _raise_connect,
     "timeout naming the URL": _raise_timeout,
 }
