@@ -16,6 +16,9 @@ Tokens file (YAML or JSON)::
       - name: ops
         role: admin
         sha256: ...
+
+A new token and the hash to store: `python -c "from alerts.auth import new_token;
+print(*new_token())"` (hand the first to its user; only the second goes in the file).
 """
 
 from __future__ import annotations
