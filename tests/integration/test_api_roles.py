@@ -265,6 +265,12 @@ def test_shelving_is_for_duty_and_admin_and_expires(client, world):
     assert client.post(f"{A}/shelves/{shelf['shelf_id']}/end", headers=h(E002)).status_code == 404
     r = client.post(f"{A}/shelves/{shelf['shelf_id']}/end", headers=h(DUTY_KFQ))
     assert r.status_code == 200 and r.json()["ended"]
+    kinds = journal_kinds(world, "a-e001-1")
+    assert ("action.shelve", "开发区值班室") in kinds and (
+        "action.unshelve",
+        "开发区值班室",
+    ) in kinds
+    assert not world.store.get_alarm("a-e001-1").suppressed
     # An expiry in the past, or both expiries, is refused with a reason.
     r = client.post(
         f"{A}/alarms/a-e001-1/shelve",
@@ -291,6 +297,7 @@ def test_filings_for_own_enterprise_only(client, world):
     r = client.post(f"{A}/filings", json=body, headers=h(E001))
     assert r.status_code == 201, r.text
     f = r.json()
+    assert ("action.file", "E001 安全科") in journal_kinds(world, f["filing_id"])
     assert f["filed_by"] == "E001 安全科" and f["planned_end"] == "2026-11-20T08:00:00.000Z"
     # Another enterprise, and one that does not exist, answer the same.
     r_other = client.post(f"{A}/filings", json={**body, "enterprise_code": "E002"}, headers=h(E001))
