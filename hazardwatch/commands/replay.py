@@ -97,9 +97,11 @@ def _ruleset(rules: str | Path | None, registry, packs: dict[str, str], what: st
         return load_ruleset(rules_dir, registry, pack_versions=packs or None)
     except RuleFileError as exc:
         for prob in exc.problems:
-            typer.echo(
-                str(prob).replace(str(rules_dir), str(rules)) if tmp else str(prob), err=True
-            )
+            # Name the user's file, not the temporary copy that was loaded.
+            text = str(prob)
+            if tmp is not None and rules_dir is not None:
+                text = text.replace(str(rules_dir / Path(str(rules)).name), str(rules))
+            typer.echo(text, err=True)
         raise fail(
             f"{what} {rules}: {len(exc.problems)} problem(s) in rule files",
             hint="`hazardwatch rules check` explains each",

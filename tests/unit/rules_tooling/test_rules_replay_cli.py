@@ -209,6 +209,21 @@ def test_replay_bad_rule_file_names_file_and_key(tmp_path, capsys):
     )
     assert rc == 2
     assert "bad.rules.yaml" in err and "levels" in err
+    # a single rule file is loaded alone; its problems name the user's file
+    rc, _, err = run(
+        capsys,
+        "replay",
+        "--registry",
+        REG,
+        "--readings",
+        HIST,
+        "--out",
+        str(tmp_path / "a.jsonl"),
+        "--rules",
+        str(d / "bad.rules.yaml"),
+    )
+    assert rc == 2
+    assert f"{d / 'bad.rules.yaml'}:5: rules[0].levels.H: expected a number, got 'high'" in err
 
 
 # --------------------------------------------------------------------------- rules diff
