@@ -98,6 +98,20 @@ class NoSubject(LookupError):
     """No point, zone or gateway of the registry can host this incident kind."""
 
 
+_SUBJECT_HINT = {
+    IncidentKind.LEAK: "it needs a zone with two or more detectors of one gas",
+    IncidentKind.OVERFILL: "it needs a level point with H and HH naming its inlet_valve",
+    IncidentKind.OVERFILL_NO_INTERLOCK: "it needs a level point with H and HH naming its "
+    "inlet_valve",
+    IncidentKind.DETECTOR_FAULT: "it needs a gas detector",
+    IncidentKind.FROZEN: "it needs a level, temperature or pressure point",
+    IncidentKind.GATEWAY_OUTAGE: "it needs a gateway",
+    IncidentKind.CHATTER: "it needs a hazchem temperature or pressure point with an H limit",
+    IncidentKind.OVER_QUOTA: "it needs an occupancy point with its quota as H",
+    IncidentKind.BACKFILL: "it needs a gateway with a level point that has H and HH",
+}
+
+
 def candidates(model: SignalModel, kind: IncidentKind) -> list[tuple[str, str, tuple[Point, ...]]]:
     """Possible subjects of a kind: (enterprise, gateway, points), in registry order."""
     reg = model.registry
@@ -531,7 +545,10 @@ def schedule_incidents(
         t0 = max(int(start_ms + warmup_ms), min(t0, int(end_ms - est(kind))))
         subjects = candidates(model, kind)
         if not subjects:
-            raise NoSubject(f"the registry has no subject for a {kind} incident")
+            raise NoSubject(
+                f"the registry has no subject for an incident of kind {kind}: "
+                + _SUBJECT_HINT[kind]
+            )
         order = rng.permutation(len(subjects))
         inc = None
         for j in order:

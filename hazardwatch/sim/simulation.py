@@ -157,7 +157,7 @@ class Simulation:
             ]
         if not subjects:
             raise inc.NoSubject(
-                f"no subject for a {kind} incident"
+                f"no subject for an incident of kind {kind}"
                 + (f" in {enterprise_code}" if enterprise_code else "")
                 + (f" matching {tag_or_gateway!r}" if tag_or_gateway else "")
             )

@@ -231,3 +231,46 @@ def test_simulate_speed_writes_the_file_live_and_same_rows(tmp_path) -> None:
     assert main([*common, "--readings-out", str(live), "--speed", "40"]) == 0
     assert time.monotonic() - t >= 0.45  # 20 simulated seconds at 40x
     assert live.read_text(encoding="utf-8") == fast.read_text(encoding="utf-8")
+
+
+def test_simulate_a_users_registry_and_say_which_kind_it_cannot_host(tmp_path, capsys) -> None:
+    from hazardwatch.sim import generate_registry, write_registry_csv
+
+    reg = write_registry_csv(generate_registry(12, 1), tmp_path / "cl2.csv")  # Cl2 zones only
+    tr = tmp_path / "T.jsonl"
+    rc = main(
+        [
+            "simulate",
+            "--registry",
+            str(reg),
+            "--duration",
+            "1h",
+            "--start",
+            START,
+            "--incidents",
+            "leak,detector_fault",
+            "--truth-out",
+            str(tr),
+        ]
+    )
+    assert rc == 0 and {i.kind for i in read_truth(tr)} == {"leak", "detector_fault"}
+    rc = main(
+        [
+            "simulate",
+            "--registry",
+            str(reg),
+            "--duration",
+            "1h",
+            "--start",
+            START,
+            "--incidents",
+            "over_quota",
+            "--truth-out",
+            str(tr),
+        ]
+    )
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "no subject for an incident of kind over_quota: it needs an occupancy point" in err
+    missing = tmp_path / "nope.csv"
+    assert main(["simulate", "--registry", str(missing), "--score"]) == 2
