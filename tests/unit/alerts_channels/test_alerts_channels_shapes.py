@@ -544,3 +544,20 @@ def test_tencent_receiver_checks_the_signature_over_the_body_as_sent():
         stale = {**headers, "X-TC-Timestamp": str(int(NOW) - 600)}
         r = httpx.post(rx.url, content=body, headers=stale)
         assert r.json()["Response"]["Error"]["Code"] == "AuthFailure.SignatureExpire"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    title=st.text(max_size=300),
+    body=st.text(max_size=3000),
+    link=st.sampled_from(["", "https://hw.example/a/0123456789abcdef?t=" + "x" * 60]),
+)
+def test_wecom_messages_always_fit_and_keep_link_and_reference(title, body, link):
+    from alerts.channels.wecom import TEXT_MAX_BYTES, render_markdown, render_text
+
+    n = note(title=title, body=body, link=link)
+    md, text = render_markdown(n), render_text(n)
+    assert len(md.encode()) <= MARKDOWN_MAX_BYTES and len(text.encode()) <= TEXT_MAX_BYTES
+    assert md.endswith(f"编号 {n.id}</font>") and text.endswith(f"编号 {n.id}")
+    if link:
+        assert f"({link})" in md and link in text
