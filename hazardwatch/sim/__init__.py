@@ -13,7 +13,13 @@ it). Public surface::
         .write_readings_csv(path, end_ms), .inject(kind, at_ms), .incidents (ground truth)
     stream(registry, seed, start_ms, speed, incidents) -> Iterator[SimStep]
     write_truth(path, incidents), read_truth(path)        # truth.py
-    score(truth, alarms, ...) -> Score                    # scoring.py
+    score(truth, alarms, point_days=) -> Score            # scoring.py (read_alarms for files)
+    score_table(score) -> rich renderable                 # report.py (the demo's report)
+    run_detection(sim, end_ms) -> DetectionRun            # evaluate.py: ingest + engine + score
+    MqttSink(...), publish_simulation(sim, end_ms, sink, rate=|speed=)   # publish.py (I/O)
+
+Pure (no clock, no I/O): city, signals, incidents, scoring, report. simulation.py writes replay
+files and paces in wall time only when asked (`speed`); publish.py is the MQTT adapter.
 """
 
 from hazardwatch.sim.city import generate_registry, write_registry_csv

@@ -254,13 +254,8 @@ class SignalModel:
 
     @property
     def readings_per_second(self) -> float:
-        """Average rate of the whole registry (readings/s of simulated time)."""
-        return float(
-            sum(
-                len(g.members) and (1000.0 / g.cycle_ms) * float(np.sum(1.0 / g.every))
-                for g in self.gateways
-            )
-        )
+        """Average rate of the whole registry (readings per simulated second)."""
+        return float(np.sum(1000.0 / self._period))
 
     # -- the noise-free signal ------------------------------------------------------------
     def base(self, point: np.ndarray, ts_ms: np.ndarray) -> np.ndarray:
