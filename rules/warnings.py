@@ -18,6 +18,7 @@ Semantics worth knowing:
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -146,8 +147,12 @@ def load_warning_config(path: Path | str | None = None) -> WarningConfig:
 
 
 def _validate(data: dict[str, Any], source: str) -> WarningConfig:
+    # Strict, in JSON mode: enum names as strings are fine, but "300" is not a number and
+    # "yes" is not a boolean (YAML data is JSON-shaped; odd scalars such as dates become
+    # strings and fail where a number is expected).
     try:
-        return WarningConfig.model_validate(data)
+        text = json.dumps(data, default=str, ensure_ascii=False)
+        return WarningConfig.model_validate_json(text, strict=True)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

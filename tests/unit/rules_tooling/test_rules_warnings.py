@@ -290,6 +290,18 @@ def test_bad_override_reports_every_problem_with_its_key_path(tmp_path):
     assert len(ei.value.problems) == 4
 
 
+def test_strings_are_not_numbers_or_booleans(tmp_path):
+    f = tmp_path / "warnings.yaml"
+    f.write_text('yellow:\n  first_level_persist_s: "300"\nblue:\n  first_level: "yes"\n')
+    with pytest.raises(WarningConfigError) as ei:
+        load_warning_config(f)
+    assert len(ei.value.problems) == 2
+    assert "yellow.first_level_persist_s: Input should be a valid number, got '300'" in str(
+        ei.value
+    )
+    assert "blue.first_level: Input should be a valid boolean, got 'yes'" in str(ei.value)
+
+
 def test_override_that_is_not_yaml_or_not_a_mapping(tmp_path):
     f = tmp_path / "warnings.yaml"
     f.write_text("yellow: [unclosed\n")
