@@ -407,3 +407,19 @@ def test_link_tokens_round_trip_and_any_change_breaks_them(subject, exp_s, data)
         signer.verify(broken, subject, exp_s * 1000 - 1)
     with pytest.raises(LinkError):
         signer.verify(token, subject, exp_s * 1000)  # expired at its expiry
+
+
+def test_a_warning_is_disposed_from_its_link_too(client, world):
+    link = world.link("w-e001-1")
+    view = client.get(link.replace("?", "/data?")).json()
+    assert (view["subject_kind"], view["title"], view["colour_zh"]) == (
+        "warning",
+        "橙色预警: 二级报警",
+        "橙",
+    )
+    r = client.post(
+        link.replace("?", "/dispose?"),
+        json={"person": "甲", "code": "real_alarm_handled", "note": "已处置"},
+    )
+    assert r.status_code == 200 and r.json()["phase"] == "closed"
+    assert world.store.get_warning("w-e001-1").closed_by == "甲 (via link)"
