@@ -202,6 +202,15 @@ def build_alerts(
 
     if routing is None:
         routing = load_routing_config(settings.channels.routing_file)
+    link_for = None
+    signer = link_signer(settings)
+    if signer is not None:
+        base = settings.api.public_url.rstrip("/")
+
+        def link_for(subject_id: str) -> str:
+            expires = time.time_ns() // 1_000_000 + int(settings.api.link_ttl_s * 1000)
+            return f"{base}/a/{subject_id}?t={signer.sign(subject_id, expires)}"
+
     return AlertService(
         store,
         routing,
@@ -209,7 +218,28 @@ def build_alerts(
         public_url=settings.api.public_url,
         on_warning_closed=on_warning_closed,
         on_alarm_reset=on_alarm_reset,
+        link_for=link_for,
     )
+
+
+def link_signer(settings: Settings) -> Any:
+    from alerts.auth import LinkSigner
+
+    secret = _secret(settings.api.link_secret)
+    return LinkSigner(secret) if secret else None
+
+
+def start_api(settings: Settings, service: Any, store: Any) -> Any:
+    """The alerts HTTP API (acknowledge, dispose, filings, the mobile page) under uvicorn in
+    a thread, on api.host:api.port."""
+    from alerts.api import ApiServer, create_app
+    from alerts.auth import TokenAuth
+
+    auth = (
+        TokenAuth.from_file(settings.api.tokens_file) if settings.api.tokens_file else TokenAuth()
+    )
+    app = create_app(service, store, auth, links=link_signer(settings))
+    return ApiServer(app, settings.api.host, settings.api.port).start()
 
 
 def state_paths(settings: Settings, process: str = "embedded") -> tuple[Path, Path]:
@@ -381,6 +411,7 @@ class Embedded:
     channels: dict[str, Any]
     metrics_port: int | None = None
     watcher: Any = None
+    api: Any = None
 
 
 def build_embedded(
@@ -394,6 +425,7 @@ def build_embedded(
     runner_config: Any = None,
     clock: Callable[[], int] | None = None,
     on_reject: Callable[[Any], None] | None = None,
+    serve_api: bool = False,
 ) -> Embedded:
     """Everything of `hazardwatch run` except the signal handlers and the source's settings:
     rules, state stores, alerts, channels, time series, metrics/reload endpoint, file watcher.
@@ -512,6 +544,17 @@ def build_embedded(
             pipeline.store.close()
 
     stops: list[Callable[[], None]] = [feed.close]
+    api = None
+    if serve_api:
+        try:
+            api = start_api(settings, alerts, alert_store)
+        except Exception as exc:  # noqa: BLE001 - port taken, bad tokens file: one clear line
+            feed.close()
+            raise WiringError(
+                f"cannot serve the API on {settings.api.host}:{settings.api.port}: {exc}",
+                hint="set api.port (HW_API__PORT) to a free port",
+            ) from None
+        stops.append(api.stop)
     if watcher is not None:
         stops.append(watcher.stop)
     stops += [metrics.stop, close_stores]
@@ -526,7 +569,7 @@ def build_embedded(
         on_stop=stops,
     )
     holder["runner"] = runner
-    return Embedded(runner, pipeline, reloader, alert_store, metrics, chans, bound, watcher)
+    return Embedded(runner, pipeline, reloader, alert_store, metrics, chans, bound, watcher, api)
 
 
 def _log_reject(dl: Any) -> None:

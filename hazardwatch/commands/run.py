@@ -48,6 +48,9 @@ def register(app: typer.Typer) -> None:
         metrics_port: Annotated[
             int | None, typer.Option(help="Override metrics.port (0 = any free port).")
         ] = None,
+        api: Annotated[
+            bool, typer.Option("--api/--no-api", help="Serve the alerts API on api.port.")
+        ] = True,
     ) -> None:
         """Run the embedded pipeline: MQTT in, rules, alerts, InfluxDB or line-protocol files."""
         from hazardwatch.runner import RunnerConfig
@@ -81,6 +84,7 @@ def register(app: typer.Typer) -> None:
                 metrics_port=metrics_port,
                 runner_config=RunnerConfig(),
                 on_reject=dead_letter_sink(s, source),
+                serve_api=api,
             )
         except WiringError as exc:
             raise fail(str(exc), hint=exc.hint) from None
@@ -96,7 +100,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"hazardwatch embedded: {len(emb.pipeline.stages.registry)} points, ruleset "
             f"{emb.pipeline.stages.ruleset_version}, mqtt {s.mqtt.host}:{s.mqtt.port}"
-            + (f", metrics :{emb.metrics_port}" if emb.metrics_port else ""),
+            + (f", metrics :{emb.metrics_port}" if emb.metrics_port else "")
+            + (f", api {emb.api.url}" if emb.api is not None else ""),
             err=True,
         )
         stop = threading.Event()

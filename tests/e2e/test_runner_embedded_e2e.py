@@ -34,7 +34,7 @@ def test_embedded_run_survives_kill_9_mid_scenario(mosquitto, unique, tmp_path):
     ents = [f"E{unique[:5]}A", f"E{unique[:5]}B"]
     registry = write_registry(tmp_path / "registry.csv", ents)
     receiver = platform_receiver()
-    port = free_port()
+    port, api_port = free_port(), free_port()
     env = base_env(
         {
             "HW_MODE": "embedded",
@@ -51,6 +51,9 @@ def test_embedded_run_survives_kill_9_mid_scenario(mosquitto, unique, tmp_path):
             "HW_PLATFORM__URL": receiver.url,
             "HW_PLATFORM__HMAC_SECRET": HMAC_SECRET,
             "HW_METRICS__PORT": str(port),
+            "HW_API__PORT": str(api_port),
+            "HW_API__LINK_SECRET": "e2e-link-secret-value",
+            "HW_API__PUBLIC_URL": f"http://127.0.0.1:{api_port}",
         }
     )
     pub_cfg = MqttConfig(
@@ -110,6 +113,10 @@ def test_embedded_run_survives_kill_9_mid_scenario(mosquitto, unique, tmp_path):
 
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         assert "hw_readings_in_total" in text and 'hw_alarms_total{kind="limit"' in text
+        # the acknowledge/dispose link in a notification opens the page the API serves
+        link = next(a.doc["link"] for a in receiver.accepted if a.doc["subject_kind"] == "alarm")
+        assert link.startswith(f"http://127.0.0.1:{api_port}/a/") and "?t=" in link
+        assert httpx.get(link, timeout=10).status_code == 200
         r = httpx.post(f"http://127.0.0.1:{port}/-/reload", timeout=30)
         assert r.status_code == 200 and r.json()["ok"] is True
         assert run.terminate() == 0, run.output()
