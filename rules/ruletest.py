@@ -35,6 +35,7 @@ kind fails the test.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -505,7 +506,8 @@ def load_sidecar(path: Path) -> SidecarFile:
     if not isinstance(data, dict):
         raise SidecarError([f"{path}: expected a mapping with `tests:`, got {type(data).__name__}"])
     try:
-        return SidecarFile.model_validate(data)
+        # strict in JSON mode, like the warning config: "2" is not a quality code
+        return SidecarFile.model_validate_json(json.dumps(data, default=str), strict=True)
     except ValidationError as exc:
         raise SidecarError(_validation_problems(exc, str(path))) from None
 

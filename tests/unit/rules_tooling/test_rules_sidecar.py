@@ -196,3 +196,21 @@ def test_the_sidecar_example_under_help_passes(tmp_path):
     (d / "nh3.rules_test.yaml").write_text(example)
     res = run_sidecar(d / "nh3.rules_test.yaml")
     assert res.passed, res.errors + [f for c in res.cases for f in c.failures]
+
+
+def test_unquoted_yaml_start_time_and_strict_types(tmp_path):
+    # YAML reads an unquoted timestamp as a datetime; it must still work as `start`
+    f = _sidecar(
+        tmp_path,
+        "tests:\n  - name: t\n    start: 2026-11-29T08:00:00+08:00\n"
+        "    input: [{tag: AT-CH4-1, values: '5 30 5'}]\n"
+        "    expect_kinds: [limit]\n    expect:\n"
+        "      - {at: 10s, tag: AT-CH4-1, kind: limit, level: L1}\n"
+        "      - {at: 20s, tag: AT-CH4-1, kind: limit, state: cleared}\n",
+    )
+    res = run_sidecar(f)
+    assert res.passed, res.errors + [x for c in res.cases for x in c.failures]
+    assert res.cases[0].alarms[0].ts_ms == 1_795_910_410_000  # 2026-11-29T00:00:10Z
+    f = _sidecar(tmp_path, "tests:\n  - {name: t, input: [{tag: A, quality: '2', values: '1'}]}\n")
+    with pytest.raises(SidecarError, match="quality: Input should be a valid integer, got '2'"):
+        load_sidecar(f)
