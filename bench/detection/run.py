@@ -31,15 +31,23 @@ from ingest.model import Reading
 HOUR_MS = 3_600_000
 
 
-def evaluate(sim: Simulation, end_ms: int, engine, step_ms: int, fast: bool):
-    """Feed `sim` to `engine` in `step_ms` steps; returns (alarms, readings, gen_s, eval_s)."""
+def evaluate(sim: Simulation, end_ms: int, engine, step_ms: int, fast: bool, say=None):
+    """Feed `sim` to `engine` in `step_ms` steps; returns (alarms, readings, gen_s, eval_s).
+    `say` (if given) is called with a progress line after each simulated day."""
     pts = sim.registry.points
     to_engine = np.array([engine.point_index(p.key) for p in pts], np.int64) if fast else None
     state = engine.initial_state(sim.start_ms)
     alarms, n = [], 0
     gen_s = eval_s = 0.0
     it = sim.deliveries(end_ms)
+    next_day = sim.start_ms + DAY_MS
     while True:
+        if say is not None and sim.generated_until >= next_day:
+            say(
+                f"  day {(next_day - sim.start_ms) // DAY_MS}: {n:,} readings, {len(alarms)} "
+                f"alarm events; generation {gen_s:.0f} s, engine {eval_s:.0f} s"
+            )
+            next_day += DAY_MS
         t = time.perf_counter()
         whole = next(it, None)
         gen_s += time.perf_counter() - t
@@ -132,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = build_engine(sim.registry)
     fast = hasattr(engine, "process_columns")
     t = time.perf_counter()
-    alarms, n, gen_s, eval_s = evaluate(sim, end_ms, engine, step_ms, fast)
+    alarms, n, gen_s, eval_s = evaluate(sim, end_ms, engine, step_ms, fast, say=console.print)
     total_s = time.perf_counter() - t
     point_days = len(sim.registry) * (end_ms - start_ms) / DAY_MS
     result = score(incidents, alarms, point_days=point_days)
