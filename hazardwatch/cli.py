@@ -139,6 +139,7 @@ COMMAND_MODULES = (
     "hazardwatch.commands.dashboards",
     "hazardwatch.commands.run",
     "hazardwatch.commands.sim",
+    "hazardwatch.commands.access",
 )
 
 for _name in COMMAND_MODULES:
