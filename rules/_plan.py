@@ -48,8 +48,7 @@ class Plan:
                 self.valve_of[i] = v
                 self.tanks_of_valve.setdefault(v, []).append(i)
 
-        # Groups whose points must be evaluated together in time order when any of them does
-        # something: a gateway (liveness, inhibition) and a tank with its inlet valve.
+        # Points that must be evaluated together in time order when either does something.
         parent = list(range(n))
 
         def find(x: int) -> int:
@@ -63,13 +62,12 @@ class Plan:
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
 
-        for members in self.gw_members:
-            for m in members[1:]:
-                union(members[0], m)
         for i, v in enumerate(self.valve_of):
             if v >= 0:
                 union(i, v)
-        self.group = np.array([find(i) for i in range(n)], dtype=np.int64)
+        # a tank and its inlet valve (an interlock decision needs both, in time order)
+        self.il_group = np.array([find(i) for i in range(n)], dtype=np.int64)
+        self.has_il_group = bool(np.any(self.il_group != np.arange(n)))
 
         # ---- numpy columns for the fast path
         self.thr = np.zeros((n, 4), dtype=np.float64)  # slot = side*2 + level
@@ -123,3 +121,7 @@ class Plan:
                 self.interlocked[self.valve_of[i]] = True
         self.gw_timeout = np.array([g.timeout_ms for g in self.gw_rules], dtype=np.int64)
         self.gw_window = np.array([g.window_ms for g in self.gw_rules], dtype=np.int64)
+        # the same as Python lists, for the per-reading machine (numpy scalars are slow there)
+        self.gw_of_l: list[int] = self.gw_of.tolist()
+        self.gw_timeout_l: list[int] = self.gw_timeout.tolist()
+        self.gw_window_l: list[int] = self.gw_window.tolist()

@@ -174,7 +174,11 @@ class Engine:
         qq = q[grp]
         m = len(grp)
 
-        nq = self._pending_points(pts, gws, now_ms)
+        has_reading = np.zeros(n_pts, dtype=bool)
+        has_reading[pi] = True
+        # nq: points the machine must evaluate; drag: points whose whole gateway must go too
+        # (offline and gateway decisions depend on what every member sent, in time order)
+        nq, drag = self._pending_points(pts, gws, now_ms, has_reading)
         if m:
             first = np.empty(m, dtype=bool)
             first[0] = True
@@ -182,10 +186,11 @@ class Engine:
             last = np.empty(m, dtype=bool)
             last[-1] = True
             last[:-1] = first[1:]
-            bad = self._unquiet_readings(pts, pi, t, v, qq, first, last, now_ms)
+            bad, bad_off = self._unquiet_readings(pts, pi, t, v, qq, first, last, now_ms)
             if events:
                 bad |= plan.is_event[pi]
             nq[pi[bad]] = True
+            drag[pi[bad_off]] = True
             # gateway: a silence inside the batch, or the last reading too old by now
             gsel = plan.gw_of[idx[order]] >= 0
             if gsel.any():
@@ -210,11 +215,15 @@ class Engine:
                 bad_g |= seen & (np.maximum(glast, gws["last"]) + plan.gw_timeout <= now_ms)
                 for g in np.flatnonzero(bad_g):
                     nq[plan.gw_members[g]] = True
-        # a point needing attention takes its gateway and interlock partners along
-        if nq.any():
+        if drag.any():
+            nq |= drag
+            gw = np.unique(plan.gw_of[drag])
+            for g in gw[gw >= 0]:
+                nq[plan.gw_members[g]] = True
+        if plan.has_il_group and nq.any():
             groups = np.zeros(n_pts, dtype=bool)
-            groups[plan.group[nq]] = True
-            nq = groups[plan.group]
+            groups[plan.il_group[nq]] = True
+            nq = groups[plan.il_group]
 
         # ---- bulk update of quiet points (their readings only move "last seen/value")
         if m:
@@ -251,6 +260,7 @@ class Engine:
         )
         mach = Machine(plan, work, copy=False)
         nq_idx = np.flatnonzero(nq)
+        mach.preload(nq_idx)
         for i in nq_idx:
             mach.seed_point(int(i))
         if len(nq_idx):
@@ -276,19 +286,27 @@ class Engine:
         return mach.result(), mach.sorted_events()
 
     # ------------------------------------------------------------------ the quiet proof
-    def _pending_points(self, pts: np.ndarray, gws: np.ndarray, now_ms: int) -> np.ndarray:
+    def _pending_points(
+        self, pts: np.ndarray, gws: np.ndarray, now_ms: int, has_reading: np.ndarray
+    ) -> np.ndarray:
         """Points that need the machine whatever they receive: open data-quality states,
-        pending delays, latches, open event/interlock alarms, timers due by `now_ms`."""
+        pending delays, latches, open event/interlock alarms; and, among those without
+        readings in this batch, offline/gateway timers due by `now_ms` (for the others the
+        readings decide, see `_unquiet_readings`)."""
         plan = self.plan
-        nq = (pts["fault"] != 0) | (pts["offline"] != 0) | (pts["latched"] != 0)
+        nq = (pts["fault"] != 0) | (pts["latched"] != 0)
         nq |= (pts["since"] != NO_TS).any(axis=1) | (pts["below"] != NO_TS).any(axis=1)
         nq |= (pts["ev"] != 0) | (pts["il"] != 0) | (pts["il_due"] != NO_TS)
-        nq |= plan.has_offline & (pts["off_base"] + plan.offline_ms <= now_ms)
+        drag = pts["offline"] != 0
+        drag |= ~has_reading & plan.has_offline & (pts["off_base"] + plan.offline_ms <= now_ms)
         if len(gws):
-            due = (gws["alarm"] == 0) & (gws["last"] + plan.gw_timeout <= now_ms)
+            gw_seen = np.zeros(len(gws), dtype=bool)
+            member = plan.gw_of[has_reading]
+            gw_seen[member[member >= 0]] = True
+            due = ~gw_seen & (gws["alarm"] == 0) & (gws["last"] + plan.gw_timeout <= now_ms)
             for g in np.flatnonzero(due | (gws["inh"] > 0)):
                 nq[plan.gw_members[g]] = True
-        return nq
+        return nq, drag
 
     def _run_start(self, pts, pi, t, v, first) -> np.ndarray:
         """Frozen-value run start at each reading (as the machine would track it)."""
@@ -307,8 +325,11 @@ class Engine:
         has_prev = ~first | (pts["good_ts"][pi] != NO_TS)
         return has_prev & (np.abs(v - prev_v) <= self.plan.stuck_tol[pi])
 
-    def _unquiet_readings(self, pts, pi, t, v, qq, first, last, now_ms) -> np.ndarray:
-        """Per reading: may it change anything beyond last seen/value? (True = yes.)"""
+    def _unquiet_readings(
+        self, pts, pi, t, v, qq, first, last, now_ms
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per reading: may it change anything beyond last seen/value? (True = yes.) The
+        second array marks the offline-timing reasons, which take the gateway along."""
         plan = self.plan
         bad = (qq != 0) & (qq != 1)
         bad |= plan.is_event[pi]
@@ -320,9 +341,9 @@ class Engine:
         prev_t[first] = ob[first]
         base = prev_t  # t is ascending within a point; an older reading is caught below
         has_off = plan.has_offline[pi]
-        bad |= has_off & (base + plan.offline_ms[pi] <= t)
-        bad |= t < ob
-        bad |= has_off & last & (t + plan.offline_ms[pi] <= now_ms)
+        bad_off = has_off & (base + plan.offline_ms[pi] <= t)
+        bad_off |= t < ob
+        bad_off |= has_off & last & (t + plan.offline_ms[pi] <= now_ms)
         # limits: any slot entered (when off) or left (when on)
         nlev = plan.nlev[pi]
         if nlev.any():
@@ -372,4 +393,4 @@ class Engine:
         # interlock: a tank already at HH makes its valve's readings matter
         if plan.interlocked.any():
             bad |= plan.interlocked[pi] & (pts["act"][pi, 0] > 0)
-        return bad
+        return bad, bad_off

@@ -52,14 +52,8 @@ class PointState:
     @classmethod
     def from_record(cls, rec: np.void) -> PointState:
         s = cls.__new__(cls)
-        for name in _FIELDS:
-            v = rec[name]
-            if name in _LIST_FIELDS:
-                setattr(s, name, [int(x) for x in v])
-            elif name in ("last_value", "good_value"):
-                setattr(s, name, float(v))
-            else:
-                setattr(s, name, int(v))
+        for name, v in zip(_FIELDS, rec.item(), strict=True):
+            setattr(s, name, v.tolist() if name in _LIST_FIELDS else v)
         s.dirty = False
         return s
 
@@ -76,6 +70,8 @@ class Machine:
         self.pts_arr = state.points.copy() if copy else state.points
         self.gws = state.gateways.copy() if copy else state.gateways
         self.votes = state.votes.copy()
+        self.G: dict[int, dict] = {}  # materialised gateway / vote records (plain dicts)
+        self.V: dict[int, dict] = {}
         self.start_ms = state.start_ms
         self.now_ms = state.now_ms
         self.P: dict[int, PointState] = {}
@@ -91,9 +87,46 @@ class Machine:
             self.P[i] = s
         return s
 
+    def gw(self, g: int) -> dict:
+        r = self.G.get(g)
+        if r is None:
+            rec = self.gws[g]
+            r = {name: rec[name].item() for name in self.gws.dtype.names}
+            self.G[g] = r
+        return r
+
+    def vote(self, vi: int) -> dict:
+        r = self.V.get(vi)
+        if r is None:
+            rec = self.votes[vi]
+            r = {name: rec[name].item() for name in self.votes.dtype.names}
+            self.V[vi] = r
+        return r
+
+    def preload(self, indices: np.ndarray) -> None:
+        """Materialise many points at once (column-wise, much faster than one by one)."""
+        idx = [i for i in indices.tolist() if i not in self.P]
+        if not idx:
+            return
+        sub = self.pts_arr[idx]
+        cols = [sub[name].tolist() for name in _FIELDS]
+        for k, i in enumerate(idx):
+            st = PointState.__new__(PointState)
+            for name, col in zip(_FIELDS, cols, strict=True):
+                setattr(st, name, col[k])
+            st.dirty = False
+            self.P[i] = st
+
     def result(self) -> EngineState:
-        for i, s in self.P.items():
-            self.pts_arr[i] = s.to_tuple()
+        if self.P:
+            idx = list(self.P)
+            self.pts_arr[idx] = np.array(
+                [self.P[i].to_tuple() for i in idx], dtype=self.pts_arr.dtype
+            )
+        for g, r in self.G.items():
+            self.gws[g] = tuple(r[name] for name in self.gws.dtype.names)
+        for vi, r in self.V.items():
+            self.votes[vi] = tuple(r[name] for name in self.votes.dtype.names)
         p = self.plan
         return EngineState(
             self.pts_arr,
@@ -130,8 +163,8 @@ class Machine:
             self.push(s.il_due, T_INTERLOCK, i)
 
     def seed_gateway(self, g: int) -> None:
-        if not self.gws[g]["alarm"]:
-            self.push(int(self.gws[g]["last"]) + int(self.plan.gw_timeout[g]), T_GATEWAY, g)
+        if not self.gw(g)["alarm"]:
+            self.push(int(self.gw(g)["last"]) + self.plan.gw_timeout_l[g], T_GATEWAY, g)
 
     def emit(
         self,
@@ -198,10 +231,10 @@ class Machine:
             self.now_ms = until
 
     def _gw_timer(self, due: int, g: int) -> None:
-        rec = self.gws[g]
+        rec = self.gw(g)
         if rec["alarm"]:
             return
-        current = int(rec["last"]) + int(self.plan.gw_timeout[g])
+        current = int(rec["last"]) + self.plan.gw_timeout_l[g]
         if current > due:
             self.push(current, T_GATEWAY, g)
             return
@@ -239,11 +272,11 @@ class Machine:
             return
         if current < due:
             return
-        g = int(self.plan.gw_of[i])
-        if g >= 0 and not int(self.gws[g]["last"]) > due - int(self.plan.gw_window[g]):
+        g = self.plan.gw_of_l[i]
+        if g >= 0 and not int(self.gw(g)["last"]) > due - self.plan.gw_window_l[g]:
             # Nothing came through the gateway lately either: the gateway alarm covers it.
             s.offline = 2
-            self.gws[g]["inh"] += 1
+            self.gw(g)["inh"] += 1
         else:
             s.offline = 1
             s.dup[D_OFFLINE] = _dup(s.offline_start, s.dup[D_OFFLINE], due)
@@ -344,9 +377,9 @@ class Machine:
             )
             health_changed = True
         elif s.offline == 2:
-            g0 = int(plan.gw_of[i])
+            g0 = plan.gw_of_l[i]
             if g0 >= 0:
-                self.gws[g0]["inh"] -= 1
+                self.gw(g0)["inh"] -= 1
             health_changed = True
         was_pending = s.offline != 0
         s.offline = 0
@@ -354,9 +387,9 @@ class Machine:
             s.off_base = ts
         if was_pending and pr.offline is not None:
             self.push(s.off_base + pr.offline.timeout_ms, T_OFFLINE, i)
-        g = int(plan.gw_of[i])
+        g = plan.gw_of_l[i]
         if g >= 0:
-            rec = self.gws[g]
+            rec = self.gw(g)
             if ts > rec["last"]:
                 rec["last"] = ts
             if rec["alarm"]:
@@ -419,7 +452,7 @@ class Machine:
             elif due > s.ev_due:
                 s.ev_due = due
             return
-        if plan.is_event[i] or pr.point.parameter == "event":
+        if pr.point.parameter == "event":
             return
         s.last_value = v
         s.last_q = q
@@ -741,7 +774,7 @@ class Machine:
                 levels.append(sh.act[0])
         levels.sort(reverse=True)
         k_eff = max(1, group.k - unhealthy)
-        rec = self.votes[vi]
+        rec = self.vote(vi)
         if levels:
             lvl = levels[k_eff - 1] if len(levels) >= k_eff else 0
         else:
@@ -878,6 +911,7 @@ class ReferenceEngine:
 
     def _machine(self, state: EngineState) -> Machine:
         m = Machine(self.plan, state)
+        m.preload(np.arange(len(self.plan.keys)))
         for i in range(len(self.plan.keys)):
             m.seed_point(i)
         for g in range(len(self.plan.gw_keys)):

@@ -179,11 +179,23 @@ def test_never_fires_before_its_on_delay(engines, steps):
         lim = rs.points[f"E1/{e.tag}"].limit
         side = lim.high if any(t.level == e.level for t in lim.high) else lim.low
         thr = next(t.value for t in side if t.level == e.level)
-        own = [r for r in readings if r.tag == e.tag and r.ts_ms <= e.ts_ms]
+        # several readings in one ms: the last one is the value at that instant
+        own = list(
+            {
+                r.ts_ms: r
+                for r in readings
+                if r.tag == e.tag and r.ts_ms <= e.ts_ms and r.quality in (0, 1)
+            }.values()
+        )
         top = REGISTRY.get("E1", e.tag).range_high
-        if any(r.quality == 2 or r.value > top for r in own[-20:]):
+        raw = [r for r in readings if r.tag == e.tag and r.ts_ms <= e.ts_ms]
+        if any(r.quality == 2 or r.value > top for r in raw[-20:]):
             continue  # over-range latches at once by design (DOMAIN.md §2)
-        window = [r for r in own if r.ts_ms >= e.ts_ms - lim.for_ms and r.quality in (0, 1)]
+        # A delay completing at t fires before a reading at t is evaluated (module doc of
+        # rules.reference), so the condition must hold over [t - for, t).
+        window = [
+            r for r in own if e.ts_ms - lim.for_ms <= r.ts_ms < e.ts_ms and r.quality in (0, 1)
+        ]
         before = [r for r in own if r.ts_ms <= e.ts_ms - lim.for_ms and r.quality in (0, 1)]
         assert before, f"{e.tag} fired at {e.ts_ms - T0} with no reading {lim.for_ms} ms before"
         cond = (lambda x: x >= thr) if side is lim.high else (lambda x: x <= thr)
