@@ -128,11 +128,12 @@ class Reloader(Generic[B]):
 
 
 def _one_paragraph(exc: BaseException) -> str:
+    """The loader's message (it names the file and lists every problem) on one line."""
+    text = str(exc).strip()
     problems = getattr(exc, "problems", None)
-    if problems:
-        lines = [str(p) for p in problems]
-        return f"{type(exc).__name__}: {len(lines)} problem(s): " + "; ".join(lines)
-    return f"{type(exc).__name__}: {exc}"
+    if not text and problems:
+        text = f"{len(problems)} problem(s): " + "; ".join(str(p) for p in problems)
+    return f"{type(exc).__name__}: " + "; ".join(x.strip() for x in text.splitlines() if x.strip())
 
 
 class FileWatcher:

@@ -9,8 +9,10 @@ from hazardwatch.reload import FileWatcher, Reloader, fingerprint
 
 
 class Problem(Exception):
+    """Like the loaders' errors: a message with every problem, and the list."""
+
     def __init__(self, problems):
-        super().__init__("bad rules")
+        super().__init__("\n".join(problems))
         self.problems = problems
 
 
@@ -37,7 +39,7 @@ def test_good_reload_swaps_and_bad_reload_keeps_old_rules(tmp_path):
     r.request("file")
     bad = r.poll()
     assert not bad.ok
-    assert "expected a number" in bad.error and "1 problem" in bad.error
+    assert "expected a number" in bad.error and "rules.yaml" in bad.error
     assert bad.version == "version: 2"  # what keeps running
     assert applied == ["version: 1", "version: 2"]
     assert [o.ok for o in outcomes] == [True, True, False]
