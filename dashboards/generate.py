@@ -31,6 +31,7 @@ from grafana_foundation_sdk.models import dashboard as dash_m
 from dashboards import queries as q
 from dashboards.flux import INFLUXDB_TYPE, FluxAnnotationTargetBuilder, FluxQueryBuilder
 from ingest.model import Point, Registry
+from rules.kpi import KpiConfig
 
 DATASOURCE_UID = "hazardwatch-influx"
 SCHEMA_TAG = "hazardwatch"
@@ -668,7 +669,7 @@ def alarm_management() -> dashboard.Dashboard:
                 .steps(
                     [
                         dash_m.Threshold(value=None, color="green"),
-                        dash_m.Threshold(value=10, color="red"),
+                        dash_m.Threshold(value=float(KpiConfig().flood_start), color="red"),
                     ]
                 )
             )
@@ -683,7 +684,7 @@ def alarm_management() -> dashboard.Dashboard:
         g.place(
             _stat(
                 "Flood intervals",
-                q.flood_windows(),
+                q.flood_windows(KpiConfig().flood_start),
                 "10-minute intervals with more than 10 alarms.",
             ),
             4,
@@ -717,10 +718,29 @@ def alarm_management() -> dashboard.Dashboard:
     d.with_panel(
         g.place(
             _table(
-                "Chattering points",
+                "Chattering (most alarms of one point in a minute)",
                 q.chattering(),
-                ["enterprise", "tag", "chattering_minutes"],
-                "Points raising 3 or more alarms within a minute (fixed 1-minute windows).",
+                ["enterprise", "tag", "max_per_minute"],
+                "ISA-18.2 chattering is 3 or more alarms of one point within 60 s (red); "
+                "counted over fixed 1-minute windows.",
+            )
+            .thresholds(
+                dashboard.ThresholdsConfig()
+                .mode(dash_m.ThresholdsMode.ABSOLUTE)
+                .steps(
+                    [
+                        dash_m.Threshold(value=None, color="green"),
+                        dash_m.Threshold(value=float(KpiConfig().chatter_count), color="red"),
+                    ]
+                )
+            )
+            .override_by_name(
+                "max_per_minute",
+                [
+                    dash_m.DynamicConfigValue(
+                        id_val="custom.cellOptions", value={"type": "color-background"}
+                    )
+                ],
             ),
             12,
             4,

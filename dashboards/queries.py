@@ -245,28 +245,30 @@ def alarms_per_10min() -> str:
     )
 
 
-def flood_windows() -> str:
-    """How many 10-minute windows had more than 10 alarms (flood)."""
+def flood_windows(flood_start: int) -> str:
+    """How many 10-minute windows had more than `flood_start` alarms (a flood)."""
     return _q(
         _raised(),
         "  |> group()",
         "  |> aggregateWindow(every: 10m, fn: count, createEmpty: true)",
-        "  |> map(fn: (r) => ({r with _value: if r._value > 10 then 1 else 0}))",
+        f"  |> map(fn: (r) => ({{r with _value: if r._value > {flood_start} then 1 else 0}}))",
         "  |> sum()",
     )
 
 
 def chattering() -> str:
-    """Points raising >= 3 alarms within one minute, with how many such minutes."""
+    """Per point, the most alarms it raised within one minute (ISA-18.2 chattering is >= 3
+    in 60 s; fixed 1-minute windows, as Flux 0.65 has no sliding window), worst first."""
     return _q(
         _raised(),
         '  |> group(columns: ["enterprise", "tag"])',
         "  |> aggregateWindow(every: 1m, fn: count, createEmpty: false)",
-        "  |> filter(fn: (r) => r._value >= 3)",
-        "  |> count()",
+        "  |> max()",
         "  |> group()",
-        '  |> rename(columns: {_value: "chattering_minutes"})',
-        '  |> sort(columns: ["chattering_minutes"], desc: true)',
+        '  |> rename(columns: {_value: "max_per_minute"})',
+        '  |> sort(columns: ["max_per_minute", "enterprise", "tag"], desc: true)',
+        "  |> limit(n: 10)",
+        '  |> keep(columns: ["enterprise", "tag", "max_per_minute"])',
     )
 
 

@@ -1,20 +1,20 @@
-"""A deterministic simulated day for tests and demos of the dashboards and the daily report:
-readings, alarm transitions, warnings, handling, risk, online rate, pipeline health and
-notifications for a registry, as `Row`s in the documented InfluxDB schema.
+"""A simulated day's InfluxDB rows for tests and demos of the dashboards and the daily report:
+from readings and the alarms and warnings the rules engine raised on them (a replay), it
+derives what the other stages would have written: handling of the warnings (acknowledged,
+disposed, one overdue), enterprise risk, online rate, pipeline health and notifications.
 
-Pure (seeded RNG, no clock, no I/O). The alarms come from a deliberately small limit
-detector over the rule set's thresholds, and the day is scripted to contain what the panels
-must show: excursions at every enterprise, a chattering point, a flood, a gateway outage,
-acknowledged, disposed, open and overdue warnings.
+Pure (seeded RNG, no clock, no I/O). The readings stored are thinned (one per point per
+`store_every_s`, plus every reading near an alarm of its point) to keep test writes small.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from dashboards.series import (
@@ -31,17 +31,17 @@ from dashboards.series import (
     warning_rows,
 )
 from ingest.lineprotocol import reading_tags
-from ingest.model import Point, Registry, RejectReason
-from rules.model import AlarmEvent, AlarmState, Colour, Kind, Level, WarningEvent, WarningState
+from ingest.model import Point, Reading, Registry, RejectReason
+from rules.model import AlarmEvent, Colour, WarningEvent, WarningState
 from rules.risk import OpenWarning, RiskInputs, RiskWeights, enterprise_risk
 
 MIN_MS = 60_000
 HOUR_MS = 60 * MIN_MS
 DAY_MS = 24 * HOUR_MS
-LOW = {"LL", "L"}
-SECOND = {"L2", "HH", "LL"}
-#: Offline after this many expected intervals without data (the test's choice).
+#: Offline after this many expected intervals without data (the test day's choice).
 OFFLINE_AFTER = 3.0
+#: Readings this close to an alarm of their point are always stored (excursions show).
+NEAR_ALARM_MS = 5 * MIN_MS
 
 
 def day_bounds(day: date) -> tuple[int, int]:
@@ -75,173 +75,65 @@ def _id(*parts: object) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
-class _Detector:
-    """Highest limit exceeded per point; one event per change (the contract's shape)."""
-
-    def __init__(self, thresholds: Sequence) -> None:
-        self.th = sorted(thresholds, key=lambda t: t.value)
-        self.level: str | None = None
-        self.alarm_id = ""
-
-    def level_for(self, v: float) -> tuple[str | None, float | None]:
-        hit = None
-        for t in self.th:
-            lv = str(t.level)
-            if (lv in LOW and v < t.value) or (lv not in LOW and v >= t.value):
-                # Prefer second level over first; among lows the lowest value hit is worst.
-                if hit is None or (lv in SECOND and str(hit.level) not in SECOND):
-                    hit = t
-                elif lv not in LOW and t.value >= hit.value and str(hit.level) not in LOW:
-                    hit = t
-        return (str(hit.level), hit.value) if hit else (None, None)
-
-
-def _reading_row(p: Point, ts: int, v: float) -> Row:
+def _reading_row(p: Point, r: Reading) -> Row:
     """As the ingest writer stores it (`ingest.lineprotocol`: empty tags left out)."""
     tags = {k: val for k, val in reading_tags(p).items() if val}
-    return Row("reading", tags, {"value": float(v), "quality": 0, "backfill": False}, ts)
+    return Row(
+        "reading",
+        tags,
+        {"value": float(r.value), "quality": int(r.quality), "backfill": bool(r.backfill)},
+        r.ts_ms,
+    )
 
 
-def _normal(p: Point, th: Sequence) -> tuple[float, float]:
-    """A normal operating value and noise amplitude, between the point's limits."""
-    highs = [t.value for t in th if str(t.level) not in LOW]
-    lows = [t.value for t in th if str(t.level) in LOW]
-    hi = min(highs) if highs else (p.range_high if p.range_high is not None else 100.0)
-    lo = max(lows) if lows else (p.range_low if p.range_low is not None else 0.0)
-    if hi <= lo:
-        hi = lo + 1.0
-    return lo + (hi - lo) * 0.45, (hi - lo) * 0.05
-
-
-def simulated_day(
+def day_from_replay(
     registry: Registry,
-    thresholds,
-    day: date,
+    readings: Sequence[Reading],
+    alarms: Sequence[AlarmEvent],
+    warnings: Sequence[WarningEvent],
     *,
+    start_ms: int,
+    end_ms: int,
     risk_weights: RiskWeights,
     seed: int = 7,
-    step_s: int = 120,
+    store_every_s: int = 120,
 ) -> SimulatedDay:
-    """The scripted day. `thresholds` has `thresholds_for(point_key)` (a rules RuleSet)."""
+    """The day's rows from its readings (event-time order) and the replay's output."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible test day, not security
-    start, end = day_bounds(day)
-    out = SimulatedDay(registry, start, end)
-    ents = sorted(registry.enterprises())
-    pts = [p for p in registry if p.parameter != "event"]
-    th = {p.key: tuple(thresholds.thresholds_for(p.key)) for p in pts}
-    highs = {k: [t for t in v if str(t.level) not in LOW] for k, v in th.items()}
-
-    # Excursions: (point, start, end, factor over its highest limit). One per enterprise
-    # (first point with an upper limit), plus the chattering and flood scripts.
-    excursions: list[tuple[Point, int, int, float]] = []
-    chatter: Point | None = None
-    for i, ent in enumerate(ents):
-        cand = [p for p in registry.enterprise(ent) if highs.get(p.key)]
-        if not cand:
-            continue
-        p = cand[0]
-        t0 = start + (2 + 3 * (i % 7)) * HOUR_MS + 7 * MIN_MS
-        top = max(t.value for t in highs[p.key])
-        first = min(t.value for t in highs[p.key])
-        # Even enterprises reach the top (second) level, odd ones stay at the first level.
-        target = top * 1.1 if i % 2 == 0 else (first + min(top, first * 1.5)) / 2 * 1.01
-        if top == first:
-            target = top * 1.05
-        excursions.append((p, t0, t0 + 40 * MIN_MS, target))
-        if chatter is None and len(cand) > 1:
-            chatter = cand[1]
-    gateway_down = ents[-1] if ents else None  # a 1-hour gateway outage, 14:00-15:00
-
-    # Extra readings that make the chattering point cycle (03:00) and flood (10:00).
-    cycles: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    if chatter is not None:
-        above = max(t.value for t in highs[chatter.key]) * 1.05
-        base, _ = _normal(chatter, th[chatter.key])
-        for k in range(4):
-            t = start + 3 * HOUR_MS + k * 12_000
-            cycles[chatter.key] += [(t + 1000, above), (t + 7000, base)]
-        for k in range(13):
-            t = start + 10 * HOUR_MS + 5_000 + k * 40_000
-            cycles[chatter.key] += [(t, above), (t + 20_000, base)]
-
-    # The day reports every `step_s` (lighter than real rates); judge "online" on that cadence.
-    cadence = Registry(
-        [replace(p, expected_interval_s=max(p.expected_interval_s, step_s)) for p in registry]
-    )
+    out = SimulatedDay(registry, start_ms, end_ms, alarms=list(alarms), warnings=list(warnings))
+    alarm_times: dict[str, list[int]] = defaultdict(list)
+    for a in alarms:
+        alarm_times[f"{a.enterprise_code}/{a.tag}"].append(a.ts_ms)
+    last_kept: dict[str, int] = {}
     last_seen: dict[str, int] = {}
-    det = {p.key: _Detector(th[p.key]) for p in pts}
-    outage = (start + 14 * HOUR_MS, start + 15 * HOUR_MS)
-    readings_per_min: dict[int, int] = defaultdict(int)
-    online_every = 5 * MIN_MS
-    events_by_time: list[tuple[int, Point, float]] = []
-    for p in pts:
-        base, noise = _normal(p, th[p.key])
-        for ts in range(start, end, step_s * 1000):
-            if p.enterprise_code == gateway_down and outage[0] <= ts < outage[1]:
-                continue
-            v = base + rng.uniform(-noise, noise)
-            for xp, a, b, target in excursions:
-                if xp.key == p.key and a <= ts < b:
-                    v = target
-            events_by_time.append((ts, p, v))
-        for ts, v in cycles.get(p.key, ()):
-            events_by_time.append((ts, p, v))
-    events_by_time.sort(key=lambda e: (e[0], e[1].key))
+    per_min: dict[int, int] = defaultdict(int)
+    next_online = start_ms + 5 * MIN_MS
+    for r in readings:
+        if not start_ms <= r.ts_ms < end_ms:
+            continue
+        while r.ts_ms >= next_online:
+            out.other += online_rows(registry, last_seen, next_online, offline_after=OFFLINE_AFTER)
+            next_online += 5 * MIN_MS
+        key = r.key
+        p = registry.by_key(key)
+        if p is None:
+            continue
+        last_seen[key] = r.ts_ms
+        per_min[(r.ts_ms - start_ms) // MIN_MS] += 1
+        times = alarm_times.get(key, ())
+        i = bisect.bisect_left(times, r.ts_ms - NEAR_ALARM_MS)
+        near = i < len(times) and times[i] <= r.ts_ms + NEAR_ALARM_MS
+        if near or r.ts_ms - last_kept.get(key, -(10**15)) >= store_every_s * 1000:
+            out.readings.append(_reading_row(p, r))
+            last_kept[key] = r.ts_ms
+    while next_online <= end_ms:
+        out.other += online_rows(registry, last_seen, next_online, offline_after=OFFLINE_AFTER)
+        next_online += 5 * MIN_MS
 
-    next_online = start + online_every
-    for ts, p, v in events_by_time:
-        while ts >= next_online:
-            out.other += online_rows(cadence, last_seen, next_online, offline_after=OFFLINE_AFTER)
-            next_online += online_every
-        out.readings.append(_reading_row(p, ts, v))
-        last_seen[p.key] = ts
-        readings_per_min[(ts - start) // MIN_MS] += 1
-        d = det[p.key]
-        level, value = d.level_for(v)
-        if level != d.level:
-            if level is not None:
-                if d.level is None:
-                    d.alarm_id = _id(p.key, ts)
-                out.alarms.append(
-                    _alarm(p, ts, Kind.LIMIT, level, AlarmState.FIRING, v, value, d.alarm_id)
-                )
-            else:
-                out.alarms.append(
-                    _alarm(p, ts, Kind.LIMIT, d.level, AlarmState.CLEARED, v, None, d.alarm_id)
-                )
-            d.level = level
-    while next_online <= end:
-        out.other += online_rows(cadence, last_seen, next_online, offline_after=OFFLINE_AFTER)
-        next_online += online_every
-    if gateway_down is not None:
-        gw = registry.enterprise(gateway_down)[0]
-        aid = _id("gw", gw.gateway_code, outage[0])
-        t_fire = outage[0] + int(OFFLINE_AFTER * gw.expected_interval_s * 1000)
-        for ts, state in ((t_fire, AlarmState.FIRING), (outage[1], AlarmState.CLEARED)):
-            out.alarms.append(
-                AlarmEvent(
-                    ts_ms=ts,
-                    enterprise_code=gw.enterprise_code,
-                    hazard_code=gw.hazard_code,
-                    zone=gw.zone,
-                    tag=gw.gateway_code,
-                    parameter="gateway",
-                    kind=Kind.GATEWAY,
-                    level=None,
-                    state=state,
-                    value=None,
-                    threshold=None,
-                    unit="",
-                    rule="builtin.gateway_offline",
-                    alarm_id=aid,
-                )
-            )
-    out.alarms.sort(key=lambda e: (e.ts_ms, e.enterprise_code, e.tag))
-
-    _warnings_and_handling(out, excursions, rng)
+    _handling(out, rng)
     _risk(out, risk_weights)
-    for minute in range(0, DAY_MS // MIN_MS):
-        ts = start + (minute + 1) * MIN_MS
+    for minute in range(DAY_MS // MIN_MS):
+        ts = start_ms + (minute + 1) * MIN_MS
         rejects = {RejectReason.UNKNOWN_TAG: rng.randint(0, 2)}
         if minute % 37 == 0:
             rejects[RejectReason.MALFORMED_JSON] = 1
@@ -250,7 +142,7 @@ def simulated_day(
             PipelineStats(
                 process="embedded",
                 interval_s=60.0,
-                readings_in=readings_per_min.get(minute, 0),
+                readings_in=per_min.get(minute, 0),
                 rejects=rejects,
                 alarms=fired,
                 eval_lag_ms=round(rng.uniform(2, 40), 2),
@@ -262,94 +154,52 @@ def simulated_day(
     return out
 
 
-def _alarm(
-    p: Point,
-    ts: int,
-    kind: Kind,
-    level: str | None,
-    state: AlarmState,
-    v: float,
-    threshold: float | None,
-    alarm_id: str,
-) -> AlarmEvent:
-    return AlarmEvent(
-        ts_ms=ts,
-        enterprise_code=p.enterprise_code,
-        hazard_code=p.hazard_code,
-        zone=p.zone,
-        tag=p.tag,
-        parameter=p.parameter,
-        kind=kind,
-        level=Level(level) if level else None,
-        state=state,
-        value=round(v, 3),
-        threshold=threshold,
-        unit=p.unit,
-        rule=f"limit.{p.parameter}",
-        alarm_id=alarm_id,
-    )
-
-
-def _warnings_and_handling(out: SimulatedDay, excursions, rng: random.Random) -> None:
-    """A warning per excursion: every third stays open, the others are acknowledged and
-    disposed; one warning from the day before goes overdue at 20:00."""
-    for i, (p, a, _b, _target) in enumerate(excursions):
-        second = any(
-            e.level is not None and str(e.level) in SECOND
-            for e in out.alarms
-            if e.enterprise_code == p.enterprise_code and e.tag == p.tag
-        )
-        colour = Colour.ORANGE if second else Colour.BLUE
-        wid = _id("w", p.key, a)
-        out.warnings.append(
-            WarningEvent(
-                ts_ms=a + 30_000,
-                warning_id=wid,
-                enterprise_code=p.enterprise_code,
-                hazard_code=p.hazard_code,
-                colour=colour,
-                previous=None,
-                state=WarningState.RAISED,
-                reason=f"{p.tag} in alarm",
-            )
-        )
+def _handling(out: SimulatedDay, rng: random.Random) -> None:
+    """What people did with the warnings: each raised warning is notified; two of three are
+    acknowledged and then disposed (closing them), the third stays open. A warning raised
+    the evening before, still without a disposition, goes overdue at 20:00."""
+    raised = [w for w in out.warnings if w.state == WarningState.RAISED]
+    colour_at: dict[str, Colour] = {}
+    for w in sorted(out.warnings, key=lambda w: w.ts_ms):
+        colour_at[w.warning_id] = w.colour
+    for i, w in enumerate(raised):
         for ch in ("wecom", "aliyun_sms"):
             out.other.append(
                 notification_row(
-                    notification_id=_id("n", wid, ch),
-                    enterprise_code=p.enterprise_code,
+                    notification_id=_id("n", w.warning_id, ch),
+                    enterprise_code=w.enterprise_code,
                     channel=ch,
                     event_type="raised",
                     result="delivered" if ch == "wecom" or i % 4 else "retrying",
                     attempts=1 if ch == "wecom" else 2,
-                    latency_ms=rng.uniform(20, 900),
-                    ts_ms=a + 31_000,
+                    latency_ms=round(rng.uniform(20, 900), 1),
+                    ts_ms=w.ts_ms + 1000,
                 )
             )
         if i % 3 == 2:
             continue  # stays open at the end of the day
+        colour = colour_at[w.warning_id]
         ack = rng.randint(3, 25) * MIN_MS
         out.handling.append(
             HandlingEvent(
-                wid,
-                p.enterprise_code,
-                p.hazard_code,
+                w.warning_id,
+                w.enterprise_code,
+                w.hazard_code,
                 colour,
                 "acknowledged",
                 ack / 1000,
-                a + 30_000 + ack,
+                w.ts_ms + ack,
             )
         )
-        dispose = ack + rng.randint(40, 180) * MIN_MS
-        t_disp = min(a + 30_000 + dispose, out.end_ms - MIN_MS)
+        t_disp = min(w.ts_ms + ack + rng.randint(40, 180) * MIN_MS, out.end_ms - MIN_MS)
         out.handling.append(
             HandlingEvent(
-                wid,
-                p.enterprise_code,
-                p.hazard_code,
+                w.warning_id,
+                w.enterprise_code,
+                w.hazard_code,
                 colour,
                 "disposed",
-                (t_disp - a - 30_000) / 1000,
+                (t_disp - w.ts_ms) / 1000,
                 t_disp,
                 result="process_fluctuation",
             )
@@ -357,42 +207,41 @@ def _warnings_and_handling(out: SimulatedDay, excursions, rng: random.Random) ->
         out.warnings.append(
             WarningEvent(
                 ts_ms=t_disp,
-                warning_id=wid,
-                enterprise_code=p.enterprise_code,
-                hazard_code=p.hazard_code,
+                warning_id=w.warning_id,
+                enterprise_code=w.enterprise_code,
+                hazard_code=w.hazard_code,
                 colour=colour,
                 previous=colour,
                 state=WarningState.CLOSED,
                 reason="disposition filed: process_fluctuation",
             )
         )
-    if excursions:
-        p = excursions[0][0]
-        raised = out.start_ms - 4 * HOUR_MS  # 20:00 the day before
-        wid = _id("w-overdue", p.key, raised)
-        out.warnings.append(
-            WarningEvent(
-                ts_ms=raised,
-                warning_id=wid,
-                enterprise_code=p.enterprise_code,
-                hazard_code=p.hazard_code,
-                colour=Colour.YELLOW,
-                previous=None,
-                state=WarningState.RAISED,
-                reason=f"{p.tag} repeated alarms",
-            )
+    p = out.registry.points[0]
+    t_raised = out.start_ms - 4 * HOUR_MS  # 20:00 the day before
+    wid = _id("w-overdue", p.key, t_raised)
+    out.warnings.append(
+        WarningEvent(
+            ts_ms=t_raised,
+            warning_id=wid,
+            enterprise_code=p.enterprise_code,
+            hazard_code=p.hazard_code,
+            colour=Colour.YELLOW,
+            previous=None,
+            state=WarningState.RAISED,
+            reason=f"{p.tag} repeated alarms",
         )
-        out.handling.append(
-            HandlingEvent(
-                wid,
-                p.enterprise_code,
-                p.hazard_code,
-                Colour.YELLOW,
-                "overdue",
-                24 * 3600.0,
-                raised + DAY_MS,
-            )
+    )
+    out.handling.append(
+        HandlingEvent(
+            wid,
+            p.enterprise_code,
+            p.hazard_code,
+            Colour.YELLOW,
+            "overdue",
+            24 * 3600.0,
+            t_raised + DAY_MS,
         )
+    )
     out.warnings.sort(key=lambda w: (w.ts_ms, w.warning_id))
     out.handling.sort(key=lambda h: (h.ts_ms, h.warning_id))
 

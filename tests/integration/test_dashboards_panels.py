@@ -10,7 +10,7 @@ import pytest
 
 from dashboards.generate import build_all
 from dashboards.influx import Influx, InfluxConfig, create_database, drop_database
-from dashboards.testing import simulated_day
+from dashboards.testing import day_bounds, day_from_replay
 from dashboards.validate import validate
 
 pytestmark = pytest.mark.integration
@@ -18,13 +18,61 @@ pytestmark = pytest.mark.integration
 DAY = date(2026, 11, 28)
 
 
+def replayed_day(day: date, points: int = 80):
+    """A simulated day (hazardwatch.sim: normal signals plus every incident kind, twice)
+    replayed through the rules engine and the warning model, as InfluxDB rows."""
+    from hazardwatch.sim.city import generate_registry
+    from hazardwatch.sim.simulation import Simulation
+    from ingest.model import Reading
+    from rules.loader import load_ruleset
+    from rules.replay import run_replay
+    from rules.warnings import WarningModel, load_warning_config
+
+    registry = generate_registry(points=points, seed=7)
+    start, end = day_bounds(day)
+    sim = Simulation.demo(
+        registry=registry, seed=7, start_ms=start, duration_ms=end - start, repeats=2
+    )
+    pts = registry.points
+    readings = []
+    for b in sim.deliveries(end):
+        for ts, i, v, q, d in zip(
+            b.ts_ms.tolist(),
+            b.point.tolist(),
+            b.value.tolist(),
+            b.quality.tolist(),
+            b.deliver_ms.tolist(),
+            strict=True,
+        ):
+            p = pts[i]
+            readings.append(Reading(p.enterprise_code, p.tag, ts, v, q, p.unit, d, d > ts))
+    readings.sort(key=lambda r: (r.ts_ms, r.enterprise_code, r.tag))
+    ruleset = load_ruleset(None, registry)  # the standard packs + registry limits
+    config = load_warning_config()
+    result = run_replay(
+        registry,
+        ruleset,
+        readings,
+        start_ms=start,
+        end_ms=end,
+        warning_model=WarningModel(config, registry),
+    )
+    simulated = day_from_replay(
+        registry,
+        readings,
+        result.alarms,
+        result.warnings,
+        start_ms=start,
+        end_ms=end,
+        risk_weights=config.risk,
+    )
+    return simulated, ruleset
+
+
 @pytest.fixture(scope="module")
-def filled(request):
+def filled():
     import uuid
 
-    from hazardwatch.sim.city import generate_registry
-    from rules.loader import load_ruleset
-    from rules.warnings import load_warning_config
     from tests.conftest import INFLUXDB, LOCAL_ENV
 
     INFLUXDB.require()
@@ -32,12 +80,10 @@ def filled(request):
     base = InfluxConfig(LOCAL_ENV["HW_INFLUX__URL"], LOCAL_ENV["HW_INFLUX__TOKEN"], "-")
     create_database(base, db)
     cfg = InfluxConfig(base.url, base.token, "-", f"{db}/autogen")
-    registry = generate_registry(points=80, seed=7)
-    thresholds = load_ruleset(None, registry)  # the standard packs + registry limits
-    day = simulated_day(registry, thresholds, DAY, risk_weights=load_warning_config().risk)
+    day, ruleset = replayed_day(DAY)
     influx = Influx(cfg)
     influx.write(day.rows())
-    yield influx, day, build_all(registry, thresholds)
+    yield influx, day, build_all(day.registry, ruleset)
     influx.close()
     drop_database(base, db)
 
@@ -147,29 +193,30 @@ def test_variables_narrow_the_panels(filled):
 
 
 def test_figures_match_the_simulated_day(filled):
-    """Panels show the numbers of the day, not just some rows: alarm count, open warnings,
-    online rate dip of the gateway outage."""
+    """Panels show the numbers of the day, not just some rows: alarms per 10 min, floods,
+    the worst point per minute, the online-rate dip of the gateway outages."""
     influx, day, dashboards = filled
+    every = {"district": None, "enterprise": None, "installation": None}
+    firing = sorted(a.ts_ms for a in day.alarms if a.state == "firing")
     alarms = next(g.model for g in dashboards if g.uid == "hw-alarms")
-    per10 = next(p for p in alarms["panels"] if p["title"] == "Alarms per 10 min")
-    total = sum(
-        r["_value"]
-        for r in influx.records(
-            per10["targets"][0]["query"],
-            day.start_ms,
-            day.end_ms,
-            variables={"district": None, "enterprise": None, "installation": None},
-        )
-    )
-    assert total == sum(1 for a in day.alarms if a.state == "firing")
-    floods = next(p for p in alarms["panels"] if p["title"] == "Flood intervals")
-    (row,) = influx.records(
-        floods["targets"][0]["query"],
-        day.start_ms,
-        day.end_ms,
-        variables={"district": None, "enterprise": None, "installation": None},
-    )
-    assert row["_value"] >= 1  # the scripted 10:00 flood
+
+    def panel(title):
+        p = next(p for p in alarms["panels"] if p["title"].startswith(title))
+        return influx.records(p["targets"][0]["query"], day.start_ms, day.end_ms, variables=every)
+
+    assert sum(r["_value"] for r in panel("Alarms per 10 min")) == len(firing)
+    per10 = {}
+    for t in firing:
+        per10[t // 600_000] = per10.get(t // 600_000, 0) + 1
+    (flood,) = panel("Flood intervals")
+    assert flood["_value"] == sum(1 for n in per10.values() if n > 10) >= 1
+    per_min = {}
+    for a in day.alarms:
+        if a.state == "firing":
+            k = (a.enterprise_code, a.tag, a.ts_ms // 60_000)
+            per_min[k] = per_min.get(k, 0) + 1
+    worst = panel("Chattering")[0]
+    assert worst["max_per_minute"] == max(per_min.values())
     overview = next(g.model for g in dashboards if g.uid == "hw-overview")
     online = next(p for p in overview["panels"] if p["title"] == "Online rate")
     (row,) = influx.records(
@@ -178,4 +225,4 @@ def test_figures_match_the_simulated_day(filled):
         day.end_ms,
         variables={"district": None, "enterprise": None},
     )
-    assert 0.9 < row["_value"] < 1.0  # one enterprise's gateway was down for an hour
+    assert 0.9 < row["_value"] < 1.0  # the day's gateway outages

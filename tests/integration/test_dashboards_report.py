@@ -15,7 +15,6 @@ from PIL import Image
 
 from dashboards.influx import Influx, InfluxConfig, create_database, drop_database
 from dashboards.report_render import BAR_COLOURS
-from dashboards.testing import simulated_day
 from hazardwatch.cli import main
 
 pytestmark = pytest.mark.integration
@@ -25,10 +24,9 @@ DAY = date(2026, 11, 28)
 
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory):
-    from hazardwatch.sim.city import generate_registry, write_registry_csv
-    from rules.loader import load_ruleset
-    from rules.warnings import load_warning_config
+    from hazardwatch.sim.city import write_registry_csv
     from tests.conftest import INFLUXDB, LOCAL_ENV
+    from tests.integration.test_dashboards_panels import replayed_day
 
     INFLUXDB.require()
     for tool in ("pdftoppm", "pdftotext"):
@@ -38,12 +36,9 @@ def filled(tmp_path_factory):
     base = InfluxConfig(LOCAL_ENV["HW_INFLUX__URL"], LOCAL_ENV["HW_INFLUX__TOKEN"], "-")
     create_database(base, db)
     cfg = InfluxConfig(base.url, base.token, "-", f"{db}/autogen")
-    registry = generate_registry(points=80, seed=7)
+    day, _ruleset = replayed_day(DAY)
     reg_path = tmp_path_factory.mktemp("reg") / "registry.csv"
-    write_registry_csv(registry, reg_path)
-    day = simulated_day(
-        registry, load_ruleset(None, registry), DAY, risk_weights=load_warning_config().risk
-    )
+    write_registry_csv(day.registry, reg_path)
     with Influx(cfg) as influx:
         influx.write(day.rows())
     yield cfg, day, reg_path

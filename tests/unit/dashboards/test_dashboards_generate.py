@@ -216,7 +216,7 @@ def test_alarm_management_and_pipeline_panels(built):
         "Flood intervals",
         "Mean time to acknowledge",
         "Mean time to dispose",
-        "Chattering points",
+        "Chattering (most alarms of one point in a minute)",
         "Top bad actors",
         "Overdue dispositions",
     }
