@@ -128,6 +128,13 @@ def register(app: typer.Typer) -> None:
         max_readings: Annotated[
             int | None, typer.Option(help="With --mqtt: stop after this many readings.")
         ] = None,
+        interval_scale: Annotated[
+            float,
+            typer.Option(
+                help="Multiply every reporting interval (e.g. 0.01: gateways poll 100x "
+                "faster) so a load run reaches --rate in real time."
+            ),
+        ] = 1.0,
         score: Annotated[
             bool,
             typer.Option(
@@ -143,6 +150,7 @@ def register(app: typer.Typer) -> None:
         """Generate a simulated city's readings and the ground truth of injected incidents."""
 
         from hazardwatch.sim import Simulation, generate_registry, write_registry_csv
+        from hazardwatch.sim.city import scale_intervals
         from hazardwatch.sim.incidents import ALL_KINDS, IncidentKind, NoSubject
         from hazardwatch.sim.truth import write_truth
 
@@ -183,8 +191,38 @@ def register(app: typer.Typer) -> None:
             if points < 1:
                 raise fail(f"--points must be >= 1, got {points}")
             reg = generate_registry(points, seed)
+        if interval_scale != 1.0:
+            if not interval_scale > 0:
+                raise fail(f"--interval-scale must be > 0, got {interval_scale:g}")
+            reg = scale_intervals(reg, interval_scale)
         prefix = settings().mqtt.topic_prefix if mqtt else "hw"
         sim = Simulation(reg, seed=seed, start_ms=start_ms, topic_prefix=prefix)
+        natural = sim.model.readings_per_second
+        if mqtt and start is None:
+            # Live data is stamped from now: simulated time must not outrun the clock, or
+            # ingest rejects readings from the future (its max_future_ms bound).
+            pace = speed if speed else (rate / natural if rate else float("inf"))
+            if pace > 1.0:
+                need = natural / rate if rate else None
+                raise fail(
+                    f"with --mqtt from now, this {len(reg):,}-point city makes {natural:,.1f} "
+                    "readings/s in real time; "
+                    + (
+                        f"--rate {rate:,.0f}"
+                        if rate
+                        else f"--speed {speed:g}"
+                        if speed
+                        else "publishing as fast as possible"
+                    )
+                    + " would stamp readings in the future",
+                    hint=(
+                        f"add --interval-scale {need:.3g} (gateways poll faster) or more --points; "
+                        if need
+                        else "give --rate or --speed 1; "
+                    )
+                    + "or give --start in the past to publish history (ingest flags it "
+                    "back-filled)",
+                )
         kinds_s = incidents.strip().lower()
         if kinds_s == "all":
             kinds = list(ALL_KINDS)

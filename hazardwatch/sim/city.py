@@ -12,7 +12,7 @@ import csv
 import io
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -314,3 +314,18 @@ def write_registry_csv(registry: Registry, path: Path | str) -> Path:
     path = Path(path)
     path.write_text(registry_csv(registry), encoding="utf-8")
     return path
+
+
+def scale_intervals(registry: Registry, factor: float) -> Registry:
+    """The same registry with every expected interval multiplied by `factor` (gateways
+    polling faster), so a load run reaches its rate in real time with current timestamps
+    instead of running simulated time ahead of the clock. Intervals stay >= 0.1 s."""
+    if not factor > 0:
+        raise ValueError(f"interval scale must be > 0, got {factor}")
+    if factor == 1:
+        return registry
+    pts = [
+        replace(p, expected_interval_s=max(0.1, round(p.expected_interval_s * factor, 3)))
+        for p in registry
+    ]
+    return Registry(pts, version=f"{registry.version}-x{factor:g}")

@@ -274,3 +274,41 @@ def test_simulate_a_users_registry_and_say_which_kind_it_cannot_host(tmp_path, c
     assert "no subject for an incident of kind over_quota: it needs an occupancy point" in err
     missing = tmp_path / "nope.csv"
     assert main(["simulate", "--registry", str(missing), "--score"]) == 2
+
+
+def test_live_mqtt_refuses_timestamps_from_the_future(capsys) -> None:
+    rc = main(["simulate", "--points", "1000", "--incidents", "none", "--mqtt", "--rate", "93000"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "63.5 readings/s in real time" in err and "in the future" in err
+    assert "--interval-scale 0.000683" in err
+
+
+def test_interval_scale_makes_gateways_poll_faster(tmp_path) -> None:
+    from hazardwatch.sim.city import generate_registry, scale_intervals
+
+    reg = generate_registry(100, 1)
+    fast = scale_intervals(reg, 0.1)
+    assert [p.expected_interval_s for p in fast] == [
+        max(0.1, round(p.expected_interval_s * 0.1, 3)) for p in reg
+    ]
+    out = tmp_path / "R.csv"
+    assert (
+        main(
+            [
+                "simulate",
+                "--points",
+                "100",
+                "--interval-scale",
+                "0.1",
+                "--incidents",
+                "none",
+                "--registry-out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert {p.expected_interval_s for p in load_registry(out)} <= {1.0, 1.5, 3.0, 6.0}
+    with pytest.raises(ValueError, match="must be > 0"):
+        scale_intervals(reg, 0)
