@@ -29,6 +29,7 @@ from rules.risk import RiskLevel, enterprise_risk, risk_inputs
 REQUIRED_COLUMNS = ("ts", "enterprise_code", "tag", "value")
 OPTIONAL_COLUMNS = ("unit", "quality", "event_type", "text")
 MAX_BAD_ROWS = 10_000  # a wholly wrong file should not fill memory with messages
+DEFAULT_WARNINGS: Any = object()  # run_replay's default: the default warning model
 DEFAULT_BATCH = 65_536  # readings per engine call: big enough to amortise numpy overhead
 
 
@@ -486,7 +487,7 @@ def run_replay(
     start_ms: int | None = None,
     end_ms: int | None = None,
     batch_size: int = DEFAULT_BATCH,
-    warning_model: Any | None = None,
+    warning_model: Any | None = DEFAULT_WARNINGS,
     kpi_config: kpi.KpiConfig | None = None,
     engine: Any | None = None,
     progress: Callable[[int], None] | None = None,
@@ -499,6 +500,9 @@ def run_replay(
     a final `tick` at `end_ms` fires the timers due by then (offline, on-delays, interlock
     deadlines). The engine fires every timer at its due instant, so the batching changes no
     event, and the output equals the live runner's.
+
+    Warnings come from `warning_model` (default: the default warning model; None: no
+    warnings, e.g. for `rules diff`).
     """
     if engine is None:
         from rules.engine import Engine
@@ -512,11 +516,16 @@ def run_replay(
     t1 = readings[-1].ts_ms if end_ms is None else end_ms
     state = eng.initial_state(t0)
     wm = warning_model
+    if wm is DEFAULT_WARNINGS:
+        from rules.warnings import WarningModel, load_warning_config
+
+        wm = WarningModel(load_warning_config(), registry)
     wstate = wm.initial_state() if wm is not None else None
     alarms: list[AlarmEvent] = []
     warnings: list[WarningEvent] = []
 
-    rs = [r for r in readings if t0 <= r.ts_ms <= t1]
+    # Event-time order (stable, and linear for input that is already sorted).
+    rs = sorted((r for r in readings if t0 <= r.ts_ms <= t1), key=lambda r: r.ts_ms)
     columnar = hasattr(eng, "process_columns")
     if columnar:
         pi, ts, val, q = _columns(eng, rs)

@@ -556,7 +556,9 @@ def run_sidecar(path: Path | str, registry: Registry | None = None) -> FileResul
             until = max(until, start_ms + max(e.at for e in case.expect_active))
         if case.expect:
             until = max(until, start_ms + max(e.at for e in case.expect))
-        result = run_replay(reg, ruleset, readings, start_ms=start_ms, end_ms=until)
+        result = run_replay(
+            reg, ruleset, readings, start_ms=start_ms, end_ms=until, warning_model=None
+        )
         failures = _check_case(case, result.alarms, start_ms)
         res.cases.append(CaseResult(case.name, not failures, failures, result.alarms))
     return res

@@ -657,8 +657,8 @@ def rules_diff(
     _report_bad_rows(inp, 20)
     if not inp.readings:
         raise fail(f"{inp.source}: no usable readings", hint="check the bad rows above")
-    r_old = run_replay(reg, rs_old, inp.readings)
-    r_new = run_replay(reg, rs_new, inp.readings)
+    r_old = run_replay(reg, rs_old, inp.readings, warning_model=None)
+    r_new = run_replay(reg, rs_new, inp.readings, warning_model=None)
     d = diff_alarms(
         r_old.alarms,
         r_new.alarms,

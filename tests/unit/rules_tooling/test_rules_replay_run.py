@@ -124,3 +124,14 @@ def test_event_messages_go_through_the_fast_path():
 def test_empty_input():
     res = run_replay(REG, RS, [])
     assert res.alarms == [] and res.summary.annunciations == 0
+
+
+def test_default_warning_model_and_unsorted_input():
+    rd = history()
+    shuffled = rd[1::2] + rd[0::2]  # all of AT-2 first, then AT-1: not in time order
+    res = run_replay(REG, RS, shuffled, end_ms=T0 + 20 * MIN)
+    ref = run_replay(REG, RS, rd, end_ms=T0 + 20 * MIN)
+    assert [a.to_record() for a in res.alarms] == [a.to_record() for a in ref.alarms]
+    assert [str(w.colour) for w in res.warnings] == ["blue", "orange"]  # default model
+    assert res.risk[0].enterprise_code == "E1"
+    assert run_replay(REG, RS, rd, warning_model=None).warnings == []
