@@ -3,9 +3,12 @@ row reported by line number and reason, and whole-file problems as one clear err
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest.model import Industry, Point, Registry
 from rules.replay import (
@@ -184,3 +187,42 @@ def test_flux_query_escapes_and_filters_enterprise():
     assert 'from(bucket: "hazardwatch/autogen")' in q
     assert 'r.enterprise == "E\\"1"' in q
     assert 'r._measurement == "reading"' in q
+
+
+row_st = st.tuples(
+    st.sampled_from(["AT-NH3", "AT-CH4", "TT-1"]),
+    st.integers(0, 10**13),
+    st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+    st.sampled_from([None, "", "own", "alt"]),
+    st.sampled_from([None, 0, 1, 2, 3]),
+    st.booleans(),  # ISO time instead of epoch ms
+)
+ALT = {"AT-NH3": "ppm", "AT-CH4": "%vol", "TT-1": "K"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(row_st, max_size=30))
+def test_fast_paths_equal_the_checked_normaliser(rows):
+    from datetime import UTC, datetime
+
+    from rules.replay import _Normaliser
+
+    norm = _Normaliser(REG)
+    csv_lines = ["ts,enterprise_code,tag,value,unit,quality"]
+    json_lines = []
+    expected = []
+    for tag, ts, v, unit_kind, q, iso in rows:
+        p = REG.get("E1", tag)
+        unit = {None: None, "": "", "own": p.unit, "alt": ALT[tag]}[unit_kind]
+        t = datetime.fromtimestamp(ts / 1000, UTC).isoformat() if iso else ts
+        expected.append(norm.reading(t, "E1", tag, repr(v), unit, q))
+        csv_lines.append(f"{t},E1,{tag},{v!r},{unit or ''},{'' if q is None else q}")
+        obj = {"ts": t, "enterprise_code": "E1", "tag": tag, "value": v}
+        if unit is not None:
+            obj["unit"] = unit
+        if q is not None:
+            obj["quality"] = q
+        json_lines.append(json.dumps(obj))
+    expected.sort(key=lambda r: r.ts_ms)
+    assert parse_csv("\n".join(csv_lines) + "\n", REG).readings == expected
+    assert parse_jsonl("\n".join(json_lines), REG).readings == expected
