@@ -166,6 +166,11 @@ class ApiSettings(_Section):
     # it links carry no token and the link page is off.
     link_secret: SecretStr | None = None
     link_ttl_s: float = Field(default=24 * 3600.0, gt=0)  # the disposition window (DOMAIN §4)
+    # HTTPS for the API (both or neither; see hazardwatch.tls): PEM certificate chain and key,
+    # the key file readable only by its owner.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_key_password: SecretStr | None = None
 
 
 class GrafanaSettings(_Section):
