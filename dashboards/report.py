@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from dashboards.influx import Influx
@@ -21,6 +21,8 @@ from rules.model import AlarmEvent, AlarmState, Colour, Kind, Level
 
 DAY_MS = 86_400_000
 COLOURS = ("red", "orange", "yellow", "blue")
+#: Duty officers' days are Beijing days (UTC+8, no daylight saving), as alerts render times.
+BEIJING_OFFSET_H = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,7 @@ class DailyReport:
     bad_actors: list[BadActorRow]
     per_10min: list[int]  # 144 counts of alarms raised
     figures: dict[str, float]
+    utc_offset_h: float = BEIJING_OFFSET_H
     mean_ack_s: float | None = None
     mean_dispose_s: float | None = None
     sources: list[str] = field(default_factory=list)  # where the numbers came from
@@ -71,11 +74,17 @@ class DailyReport:
     @property
     def title(self) -> str:
         where = self.district or "全市 city-wide"
-        return f"值班日报 Daily duty report — {where} — {self.day.isoformat()}"
+        return f"值班日报 Daily duty report — {where} — {self.day.isoformat()} ({self.tz_label})"
+
+    @property
+    def tz_label(self) -> str:
+        return f"UTC{self.utc_offset_h:+g}"
 
 
-def day_range(day: date) -> tuple[int, int]:
-    s = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+def day_range(day: date, utc_offset_h: float = BEIJING_OFFSET_H) -> tuple[int, int]:
+    """[start, end) epoch ms of the calendar `day` at `utc_offset_h` hours from UTC."""
+    tz = timezone(timedelta(hours=utc_offset_h))
+    s = int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp() * 1000)
     return s, s + DAY_MS
 
 
@@ -189,9 +198,11 @@ def collect(
     district: str | None = None,
     store: Any | None = None,
     kpi_config: kpi.KpiConfig | None = None,
+    utc_offset_h: float = BEIJING_OFFSET_H,
 ) -> DailyReport:
-    """Gather the report for `day` (UTC) and `district` (None: city-wide)."""
-    start, end = day_range(day)
+    """Gather the report for calendar `day` at `utc_offset_h` (default Beijing time) and
+    `district` (None: city-wide)."""
+    start, end = day_range(day, utc_offset_h)
     names = {p.enterprise_code: p.enterprise_name for p in registry}
     sources = [f"InfluxDB {influx.cfg.bucket} at {influx.cfg.url}"]
 
@@ -280,4 +291,5 @@ def collect(
         mean_ack_s=sum(ack) / len(ack) if ack else None,
         mean_dispose_s=sum(dispose) / len(dispose) if dispose else None,
         sources=sources,
+        utc_offset_h=utc_offset_h,
     )

@@ -75,7 +75,7 @@ def chart_per_10min(plt, rep: DailyReport):
     )
     ax.set_xlim(0, 24)
     ax.set_xticks(range(0, 25, 3))
-    ax.set_xlabel("hour (UTC)")
+    ax.set_xlabel(f"hour ({rep.tz_label})")
     ax.set_ylabel("alarms")
     ax.set_title("报警 Alarms per 10 minutes (ISA-18.2)")
     ax.legend(fontsize=8)

@@ -154,7 +154,7 @@ def push_cmd(
 
 @report_app.command("daily")
 def report_daily(
-    day: Annotated[str, typer.Option("--date", "-d", help="Day to report (YYYY-MM-DD, UTC).")],
+    day: Annotated[str, typer.Option("--date", "-d", help="Day to report (YYYY-MM-DD).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the HTML and PDF.")],
     registry: RegistryOpt = None,
     db: Annotated[
@@ -166,6 +166,14 @@ def report_daily(
     district: Annotated[
         str | None, typer.Option("--district", help="Only this district (default: city-wide).")
     ] = None,
+    utc_offset: Annotated[
+        float,
+        typer.Option(
+            "--utc-offset",
+            help="Hours from UTC of the day's midnight (default 8: Beijing time, the duty "
+            "officers' day).",
+        ),
+    ] = 8.0,
 ) -> None:
     """The district duty officers' daily report as HTML and PDF, with charts."""
     from dashboards.influx import Influx, InfluxConfig, InfluxError
@@ -205,7 +213,9 @@ def report_daily(
     )
     try:
         with Influx(cfg) as influx:
-            rep = collect(influx, reg, the_day, district=district, store=store)
+            rep = collect(
+                influx, reg, the_day, district=district, store=store, utc_offset_h=utc_offset
+            )
         html_path, pdf_path = render(rep, out)
     except (InfluxError, ReportError) as exc:
         raise fail(str(exc)) from None

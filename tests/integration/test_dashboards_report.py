@@ -92,6 +92,8 @@ def test_daily_report_cli_writes_html_and_pdf_with_charts_and_tables(
             str(reg_path),
             "--out",
             str(out),
+            "--utc-offset",
+            "0",  # the simulated day is a UTC day
         ]
     )
     captured = capsys.readouterr()
@@ -148,3 +150,59 @@ def test_daily_report_cli_writes_html_and_pdf_with_charts_and_tables(
     for i, (colours, least) in enumerate(zip(CHART_COLOURS, (5000, 500, 5000), strict=True)):
         assert ink(pages[i], colours) > least, f"page {i + 1}: chart has no data drawn"
         assert pages[i].std() > 20, f"page {i + 1} is blank"
+
+
+def test_collect_takes_overdue_and_handling_times_from_the_alert_store(filled, tmp_path):
+    """With `--db`, overdue dispositions and times to acknowledge/dispose come from what the
+    alerts stage recorded; a district narrows the report."""
+    from alerts.lifecycle import Phase, WarningRecord
+    from alerts.model import Disposition
+    from alerts.store import AlertStore
+    from dashboards.report import collect, day_range
+    from rules.model import Colour
+
+    cfg, day, _ = filled
+    start, _end = day_range(DAY, 0)
+    district = sorted({p.district for p in day.registry})[0]
+    ent = next(p for p in day.registry if p.district == district)
+
+    def rec(wid, phase, raised, **kw):
+        return WarningRecord(
+            warning_id=wid,
+            enterprise_code=ent.enterprise_code,
+            district=district,
+            hazard_code=ent.hazard_code,
+            colour=Colour.ORANGE,
+            previous=None,
+            reason="test",
+            alarm_ids=(),
+            phase=phase,
+            raised_ms=raised,
+            updated_ms=raised,
+            event_ts_ms=raised,
+            **kw,
+        )
+
+    store = AlertStore(tmp_path / "alerts.db")
+    try:
+        store.put_warning(rec("w-overdue", Phase.CLEARED, start - 30 * 3_600_000, overdue=True))
+        store.put_warning(
+            rec(
+                "w-done",
+                Phase.CLOSED,
+                start + 3_600_000,
+                acked_ms=start + 3_600_000 + 600_000,
+                closed_ms=start + 3 * 3_600_000,
+                disposition=Disposition.PROCESS_FLUCTUATION,
+            )
+        )
+        with Influx(cfg) as influx:
+            rep = collect(influx, day.registry, DAY, district=district, store=store, utc_offset_h=0)
+    finally:
+        store.close()
+    assert [o.warning_id for o in rep.overdue] == ["w-overdue"]
+    assert rep.overdue[0].open_hours == 54.0  # raised 30 h before the day, to its end
+    assert rep.mean_ack_s == 600.0 and rep.mean_dispose_s == 7200.0
+    assert list(rep.warnings_by_district) == [district]
+    assert {o.district for o in rep.online} == {district}
+    assert any("alert store" in s for s in rep.sources)
