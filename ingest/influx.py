@@ -212,7 +212,8 @@ class InfluxWriter:
             self._send, self._close_client = sender, lambda: None
         self._clock = clock
         self._buf: deque[str] = deque()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # buffer, counters, state; never held during I/O
+        self._spill_lock = threading.Lock()  # the spill folder
         self._wake = threading.Event()
         self._idle = threading.Condition(self._lock)
         self._spill = _Spill(config.spill_dir, config.spill_max_bytes)
@@ -242,10 +243,10 @@ class InfluxWriter:
                 raise RuntimeError("InfluxWriter is closed")
             self._buf.extend(lines)
             over = len(self._buf) - self.config.max_buffer_lines
-            if over > 0:
-                batch = [self._buf.popleft() for _ in range(over)]
-                self._spill_locked(batch)
+            batch = [self._buf.popleft() for _ in range(over)] if over > 0 else None
             n = len(self._buf)
+        if batch:
+            self._spill_batch(batch)  # outside the buffer lock: callers never wait on disk
         if n >= self.config.batch_size:
             self._wake.set()
 
@@ -268,9 +269,10 @@ class InfluxWriter:
         self.flush(timeout_s)
         with self._lock:
             self._closed = True
-            if self._buf:
-                self._spill_locked(list(self._buf))
-                self._buf.clear()
+            rest = list(self._buf)
+            self._buf.clear()
+        if rest:
+            self._spill_batch(rest)
         self._wake.set()
         self._thread.join(timeout=timeout_s + self.config.timeout_ms / 1000)
         self._close_client()
@@ -288,11 +290,12 @@ class InfluxWriter:
 
     # ---------------------------------------------------------------- background
 
-    def _spill_locked(self, batch: list[str]) -> None:
-        if self._spill.put(batch):
-            self._counts["spilled"] += len(batch)
-        else:
-            self._counts["dropped"] += len(batch)
+    def _spill_batch(self, batch: list[str]) -> None:
+        with self._spill_lock:
+            ok = self._spill.put(batch)
+        with self._lock:
+            self._counts["spilled" if ok else "dropped"] += len(batch)
+        if not ok:
             log.error(
                 "influx spill folder %s is full (%d bytes): dropped %d lines",
                 self._spill.folder,
@@ -322,8 +325,9 @@ class InfluxWriter:
     def _drain(self) -> None:
         """Send spill files first (order), then memory, until empty or InfluxDB fails."""
         while not self._wait_for_backoff():
-            with self._lock:
+            with self._spill_lock:
                 item = self._spill.peek()
+            with self._lock:
                 if item is None:
                     n = min(len(self._buf), self.config.batch_size)
                     if n == 0:
@@ -334,14 +338,14 @@ class InfluxWriter:
                 if item is not None:
                     path, lines = item
                     if self._try_send(lines):
-                        with self._lock:
+                        with self._spill_lock:
                             self._spill.pop(path)
+                        with self._lock:
                             self._counts["replayed"] += len(lines)
                     else:
                         return
                 elif not self._try_send(batch):
-                    with self._lock:
-                        self._spill_locked(batch)
+                    self._spill_batch(batch)
                     return
             finally:
                 with self._lock:

@@ -75,7 +75,7 @@ def test_outage_in_the_middle_of_a_run_loses_nothing(influx, unique, tmp_path):
             time.sleep(0.002)
         time.sleep(0.5)
         s = w.stats()
-        assert s["spilled"] > 0 and s["down"], s
+        assert s["spilled"] > 0 and s["retries"] > 0 and s["last_error"], s
         proxy.up()  # and comes back
         for k in range(300, 400):
             write_round(k)
@@ -86,7 +86,8 @@ def test_outage_in_the_middle_of_a_run_loses_nothing(influx, unique, tmp_path):
     s = w.stats()
     assert n == 400 * 50
     assert s["written"] == n and s["dropped"] == 0 and s["failed"] == 0, s
-    assert slowest < 0.2, f"write_lines blocked the caller for {slowest:.3f} s"
+    # far below the 2 s network timeout: the caller never waits for InfluxDB
+    assert slowest < 0.5, f"write_lines blocked the caller for {slowest:.3f} s"
     assert count_readings(influx, ent) == n
 
 
