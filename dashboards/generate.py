@@ -63,7 +63,6 @@ LEVEL_COLOURS = {
 }
 #: Warning/risk rank (0 none, 1 蓝 .. 4 红) -> colour, shared by map, tables and bars.
 RANK_STEPS = ((None, "green"), (1, "blue"), (2, "yellow"), (3, "orange"), (4, "red"))
-COLOUR_NAMES = {"blue": "blue", "yellow": "yellow", "orange": "orange", "red": "red"}
 
 _UID_OK = re.compile(r"^[A-Za-z0-9_-]{1,33}$")
 
