@@ -93,13 +93,19 @@ def test_down_spills_and_replays_in_order_without_blocking_the_caller(tmp_path):
 
 
 def test_backpressure_is_counted_and_honours_retry_after(tmp_path):
+    now = [1000.0]
     fake = FakeInflux()
-    fake.error = InfluxBackpressure("HTTP 429", retry_after_s=0.2)
-    w = InfluxWriter(cfg(tmp_path), sender=fake)
+    fake.error = InfluxBackpressure("HTTP 429", retry_after_s=30.0)
+    w = InfluxWriter(cfg(tmp_path), sender=fake, clock=lambda: now[0])
     w.write_lines(lines(10))
-    time.sleep(0.1)
-    assert w.stats()["backpressure"] >= 1 and w.stats()["down"]
+    deadline = time.monotonic() + 5
+    while w.stats()["backpressure"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert w.stats()["backpressure"] == 1 and w.stats()["down"]
     fake.error = None
+    assert not w.flush(0.3)  # InfluxDB asked for 30 s: no retry before that
+    assert fake.lines == []
+    now[0] += 31
     assert w.flush(5)
     assert fake.lines == lines(10)
     w.close()
