@@ -568,4 +568,12 @@ def decode_auto(payload: bytes) -> Decoded:
 
 
 register_decoder("canonical", decode_canonical)
-register_decoder("provincial", decode_provincial, sniff=lambda b: b'"tnm"' in b)
+_TNM_KEY = re.compile(rb'"tnm"\s*:')
+
+
+def _looks_provincial(payload: bytes) -> bool:
+    # A key, not a value: a canonical reading whose tag happens to be "tnm" stays canonical.
+    return b'"tnm"' in payload and _TNM_KEY.search(payload) is not None
+
+
+register_decoder("provincial", decode_provincial, sniff=_looks_provincial)

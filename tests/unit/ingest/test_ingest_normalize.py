@@ -353,3 +353,12 @@ def test_dead_letters_point_at_the_right_reading_after_a_lenient_decode(norm):
     )
     res = norm.normalize(TOPIC, prov, NOW)
     assert sorted((d.index, d.reason) for d in res.rejects) == [(0, R.BAD_TIME), (1, R.UNKNOWN_TAG)]
+
+
+def test_auto_format_looks_for_the_tnm_key_not_a_value():
+    from ingest.decode import decode_auto
+
+    canonical = decode_auto(b'{"tag": "tnm", "ts": 1795910400000, "v": 1}')
+    assert [r.tag for r in canonical.readings] == ["tnm"] and not canonical.problems
+    prov = decode_auto(b'{"tnm" : "AT-1", "ts": "2026-11-29 08:00:00", "val": "1"}')
+    assert [r.tag for r in prov.readings] == ["AT-1"]
