@@ -351,6 +351,15 @@ def _validate(rows: list[_Row], problems: list[RegistryProblem]) -> list[Point]:
             if rh is not None and v > rh:
                 add(k, f"{k.upper()} {v:g} is above the measuring range [{_g(rl, '-inf')}, {rh:g}]")
 
+        quota = limits["h"]
+        if (
+            parameter == "occupancy"
+            and quota is not None
+            and not (quota >= 1 and quota.is_integer())
+        ):
+            # For occupancy points `h` is the approved head-count (定员), a whole number.
+            add("h", f"head-count quota must be a whole number of persons >= 1, got {quota:g}")
+
         interval = num("expected_interval_s")
         if interval is None:
             interval = DEFAULT_EXPECTED_INTERVAL_S

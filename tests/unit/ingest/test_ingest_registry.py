@@ -111,3 +111,15 @@ def test_file_level_problems(content, name, fragment):
 def test_missing_file_is_a_registry_error(tmp_path):
     with pytest.raises(RegistryError, match="cannot read file"):
         load_registry(tmp_path / "nope.csv")
+
+
+def test_occupancy_quota_must_be_whole_persons():
+    text = (
+        "enterprise_code,tag,parameter,unit,gateway_code,h\n"
+        "E1,RY-1,occupancy,人,G1,3\n"
+        "E1,RY-2,occupancy,人,G1,2.5\n"
+    )
+    with pytest.raises(RegistryError) as ei:
+        parse_registry(text.encode(), "r.csv")
+    (p,) = ei.value.problems
+    assert (p.line, p.column) == (3, "h") and "whole number of persons" in p.message
