@@ -131,6 +131,7 @@ def _read_input(
     stop: str | None,
     enterprise: str | None,
 ):
+    """The history and the replay window (--start/--stop; None = the data's own span)."""
     from rules.replay import ReplayInputError, read_influx, read_readings
 
     if (readings is None) == (not from_influx):
@@ -139,14 +140,15 @@ def _read_input(
             hint="--from-influx reads the `reading` measurement between --start and "
             "--stop from the InfluxDB in settings",
         )
+    t0 = _parse_time(start, "--start") if start else None
+    t1 = _parse_time(stop, "--stop") if stop else None
+    if t0 is not None and t1 is not None and t1 <= t0:
+        raise fail(f"--stop ({stop}) must be after --start ({start})")
     try:
         if readings is not None:
-            return read_readings(readings, registry)
-        if not start or not stop:
+            return read_readings(readings, registry), t0, t1
+        if t0 is None or t1 is None:
             raise fail("--from-influx needs --start and --stop")
-        t0, t1 = _parse_time(start, "--start"), _parse_time(stop, "--stop")
-        if t1 <= t0:
-            raise fail(f"--stop ({stop}) must be after --start ({start})")
         s = settings()
         if not s.influx.url:
             raise fail(
@@ -154,7 +156,7 @@ def _read_input(
                 hint="set influx.url and influx.token (HW_INFLUX__URL, HW_INFLUX__TOKEN)",
             )
         token = s.influx.token.get_secret_value() if s.influx.token else ""
-        return read_influx(
+        inp = read_influx(
             url=s.influx.url,
             token=token,
             org=s.influx.org,
@@ -164,6 +166,7 @@ def _read_input(
             stop_ms=t1,
             enterprise=enterprise,
         )
+        return inp, t0, t1
     except ReplayInputError as exc:
         raise fail(str(exc)) from None
 
@@ -182,14 +185,14 @@ def _report_bad_rows(inp, show: int) -> None:
         typer.echo(f"  ... and {inp.bad_row_count - show} more", err=True)
 
 
-def _run(registry, ruleset, inp, warning_cfg, quiet: bool):
+def _run(registry, ruleset, inp, warning_cfg, quiet: bool, t0=None, t1=None):
     from rules.replay import run_replay
     from rules.warnings import WarningModel
 
     wm = WarningModel(warning_cfg, registry) if warning_cfg is not None else None
     n = len(inp.readings)
     if quiet or n < 200_000 or not sys.stderr.isatty():
-        return run_replay(registry, ruleset, inp.readings, warning_model=wm)
+        return run_replay(registry, ruleset, inp.readings, warning_model=wm, start_ms=t0, end_ms=t1)
     from rich.console import Console
     from rich.progress import Progress
 
@@ -200,6 +203,8 @@ def _run(registry, ruleset, inp, warning_cfg, quiet: bool):
             ruleset,
             inp.readings,
             warning_model=wm,
+            start_ms=t0,
+            end_ms=t1,
             progress=lambda k: prog.advance(task, k),
         )
 
@@ -443,8 +448,17 @@ def replay(
             help="Read the history from the `reading` measurement of the configured InfluxDB.",
         ),
     ] = False,
-    start: Annotated[str | None, typer.Option(help="With --from-influx: first instant.")] = None,
-    stop: Annotated[str | None, typer.Option(help="With --from-influx: end instant.")] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="First instant of the replay (offline "
+            "timers start here); needed with --from-influx."
+        ),
+    ] = None,
+    stop: Annotated[
+        str | None,
+        typer.Option(help="Last instant (timers run to here); needed with --from-influx."),
+    ] = None,
     enterprise: Annotated[
         str | None, typer.Option(help="With --from-influx: only this enterprise.")
     ] = None,
@@ -470,11 +484,11 @@ def replay(
         wcfg = load_warning_config(rules if rules is not None and Path(rules).is_dir() else None)
     except WarningConfigError as exc:
         raise fail(str(exc)) from None
-    inp = _read_input(readings, reg, from_influx, start, stop, enterprise)
+    inp, t0, t1 = _read_input(readings, reg, from_influx, start, stop, enterprise)
     _report_bad_rows(inp, 20)
     if not inp.readings:
         raise fail(f"{inp.source}: no usable readings", hint="check the bad rows above")
-    result = _run(reg, rs, inp, wcfg, quiet=json_summary)
+    result = _run(reg, rs, inp, wcfg, quiet=json_summary, t0=t0, t1=t1)
     try:
         write_jsonl(out, (a.to_record() for a in result.alarms))
         if warnings_out is not None:
@@ -610,9 +624,27 @@ def rules_diff(
     old: Annotated[str, typer.Argument(help=f"Old rules: a directory, a file or {DEFAULTS_ONLY}.")],
     new: Annotated[str, typer.Argument(help=f"New rules: a directory, a file or {DEFAULTS_ONLY}.")],
     readings: Annotated[
-        Path, typer.Option("--readings", help="History to run both on (CSV or JSON lines).")
-    ],
+        Path | None,
+        typer.Option("--readings", help="History to run both on (CSV or JSON lines)."),
+    ] = None,
     registry: RegistryOpt = None,
+    from_influx: Annotated[
+        bool,
+        typer.Option(
+            "--from-influx",
+            help="Take the history from the configured "
+            "InfluxDB (`reading` measurement) instead of a file.",
+        ),
+    ] = False,
+    start: Annotated[
+        str | None, typer.Option(help="First instant (needed with --from-influx).")
+    ] = None,
+    stop: Annotated[
+        str | None, typer.Option(help="Last instant (needed with --from-influx).")
+    ] = None,
+    enterprise: Annotated[
+        str | None, typer.Option(help="With --from-influx: only this enterprise.")
+    ] = None,
     fail_on: Annotated[
         list[str] | None,
         typer.Option(
@@ -653,12 +685,12 @@ def rules_diff(
     reg = _registry(registry)
     rs_old = _ruleset(old, reg, _packs(old_pack), "OLD")
     rs_new = _ruleset(new, reg, _packs(new_pack), "NEW")
-    inp = _read_input(readings, reg, False, None, None, None)
+    inp, t0, t1 = _read_input(readings, reg, from_influx, start, stop, enterprise)
     _report_bad_rows(inp, 20)
     if not inp.readings:
         raise fail(f"{inp.source}: no usable readings", hint="check the bad rows above")
-    r_old = run_replay(reg, rs_old, inp.readings, warning_model=None)
-    r_new = run_replay(reg, rs_new, inp.readings, warning_model=None)
+    r_old = run_replay(reg, rs_old, inp.readings, warning_model=None, start_ms=t0, end_ms=t1)
+    r_new = run_replay(reg, rs_new, inp.readings, warning_model=None, start_ms=t0, end_ms=t1)
     d = diff_alarms(
         r_old.alarms,
         r_new.alarms,

@@ -165,3 +165,53 @@ def test_unreachable_influx_is_one_clear_error(influx):
             timeout_s=2,
         )
     assert influx.token not in str(ei.value)
+
+
+def test_rules_diff_from_influx(influx, history, tmp_path, monkeypatch, capsys):
+    ent = history
+    reg_file = tmp_path / "registry.csv"
+    reg_file.write_text(
+        "enterprise_code,enterprise_name,industry,district,hazard_code,hazard_level,zone,"
+        "gateway_code,tag,parameter,unit,range_low,range_high,expected_interval_s\n"
+        f"{ent},回放,hazchem,D,HZ-{ent},2,Z,GW,AT-CH4,gas.CH4,%LEL,0,100,10\n"
+        f"{ent},回放,hazchem,D,HZ-{ent},2,Z,GW,AT-NH3,gas.NH3,mg/m3,0,100,10\n"
+    )
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "ch4.rules.yaml").write_text(
+        "version: 1\nrules:\n  - name: site.ch4\n    kind: limit\n    match: {tag: AT-CH4}\n"
+        "    for: 25s\n"
+    )
+    for k, v in {
+        "HW_INFLUX__URL": influx.url,
+        "HW_INFLUX__TOKEN": influx.token,
+        "HW_INFLUX__ORG": influx.org,
+        "HW_INFLUX__BUCKET": influx.bucket,
+    }.items():
+        monkeypatch.setenv(k, v)
+    rc = main(
+        [
+            "rules",
+            "diff",
+            "@defaults",
+            str(new),
+            "--registry",
+            str(reg_file),
+            "--from-influx",
+            "--start",
+            "2026-11-29T08:00:00Z",
+            "--stop",
+            "2026-11-29T08:02:00Z",
+            "--enterprise",
+            ent,
+            "--fail-on",
+            "later:10",
+            "--json",
+        ]
+    )
+    text, err = capsys.readouterr()
+    assert rc == 1, err
+    d = json.loads(text)
+    # CH4 above 25 %LEL from 30 s to 70 s: at once with the pack, 25 s later with the new rule
+    assert [(s["alarm"], s["delta_s"]) for s in d["shifted"]] == [(f"{ent}/AT-CH4 limit L1", 25.0)]
+    assert d["regressions"][0].startswith(f"alarm later by 25 s (> 10 s): {ent}/AT-CH4 limit L1")

@@ -497,3 +497,48 @@ def test_replay_summary_shows_floods_and_chattering(tmp_path, capsys):
     assert len(s["isa18"]["flood_episodes"]) == 1
     assert s["isa18"]["flood_episodes"][0]["start"] == "2026-11-29T08:03:30.000Z"  # 11th alarm
     assert s["isa18"]["chattering"][0]["max_in_60s"] == 3
+
+
+def test_replay_window_clips_the_start_and_runs_timers_to_the_stop(tmp_path, capsys):
+    out = tmp_path / "a.jsonl"
+    rc, text, _ = run(
+        capsys,
+        "replay",
+        "--registry",
+        REG,
+        "--readings",
+        HIST,
+        "--out",
+        str(out),
+        "--json-summary",
+        "--start",
+        "2026-11-29T08:00:20+08:00",
+        "--stop",
+        "2026-11-29T08:10:00+08:00",
+    )
+    assert rc == 0
+    s = json.loads(text)
+    assert (s["input"]["start"], s["input"]["end"]) == (
+        "2026-11-29T00:00:20.000Z",
+        "2026-11-29T00:10:00.000Z",
+    )
+    assert s["input"]["readings"] == 19  # the 8 readings before the start are left out
+    recs = records(out)
+    # the gateway goes silent again after the last reading (00:03:00) and the timers run on
+    assert recs[-1]["tag"] == "GW1" and recs[-1]["state"] == "firing"
+    assert recs[-1]["ts"] == "2026-11-29T00:03:30.000Z"
+    rc, _, err = run(
+        capsys,
+        "replay",
+        "--registry",
+        REG,
+        "--readings",
+        HIST,
+        "--out",
+        str(out),
+        "--start",
+        "2026-11-29T09:00:00+08:00",
+        "--stop",
+        "2026-11-29T08:00:00+08:00",
+    )
+    assert rc == 2 and "must be after --start" in err
