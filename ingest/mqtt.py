@@ -76,6 +76,18 @@ class MqttConfig:
                 )
         if "/" in self.shared_group:
             raise ValueError(f"mqtt shared_group {self.shared_group!r} must be one topic level")
+        dl = self.dead_letter_topic
+        if not dl or any(c in dl for c in "+#"):
+            raise ValueError(
+                f"mqtt dead_letter_topic {dl!r} must be a topic name without wildcards"
+            )
+        for f in (f"{self.topic_prefix}/+/+/data", f"{self.topic_prefix}/+/+/event"):
+            if paho.topic_matches_sub(f, dl):
+                # Our own subscription would read the dead letters back: an endless loop.
+                raise ValueError(
+                    f"mqtt dead_letter_topic {dl!r} matches the ingest "
+                    f"subscription {f!r}; choose a topic outside it"
+                )
 
     def __repr__(self) -> str:
         return (

@@ -90,6 +90,8 @@ def test_mqtt_config_validates_topics_and_hides_the_password():
         dict(protocol="4"),
         dict(qos=2),
         dict(topic_prefix="/hw"),
+        dict(dead_letter_topic="hw/+/x"),
+        dict(dead_letter_topic="hw/dead/letters/data"),
     ):
         with pytest.raises(ValueError, match="mqtt"):
             MqttConfig(**bad)
