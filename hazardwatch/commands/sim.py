@@ -203,25 +203,29 @@ def register(app: typer.Typer) -> None:
             # ingest rejects readings from the future (its max_future_ms bound).
             pace = speed if speed else (rate / natural if rate else float("inf"))
             if pace > 1.0:
-                need = natural / rate if rate else None
+                what = (
+                    f"--rate {rate:,.0f}"
+                    if rate
+                    else f"--speed {speed:g}"
+                    if speed
+                    else "publishing as fast as possible"
+                )
+                if rate:
+                    need = interval_scale * natural / rate
+                    # Intervals stay >= 0.1 s: past that only more points add readings.
+                    floor = min(p.expected_interval_s for p in reg) / interval_scale * need
+                    hint = (
+                        f"add --interval-scale {need:.3g} (gateways poll faster) or more --points"
+                        if floor >= 0.1
+                        else "more --points (reporting intervals stay >= 0.1 s) or a lower --rate"
+                    )
+                else:
+                    hint = "give --rate, or --speed 1"
                 raise fail(
                     f"with --mqtt from now, this {len(reg):,}-point city makes {natural:,.1f} "
-                    "readings/s in real time; "
-                    + (
-                        f"--rate {rate:,.0f}"
-                        if rate
-                        else f"--speed {speed:g}"
-                        if speed
-                        else "publishing as fast as possible"
-                    )
-                    + " would stamp readings in the future",
-                    hint=(
-                        f"add --interval-scale {need:.3g} (gateways poll faster) or more --points; "
-                        if need
-                        else "give --rate or --speed 1; "
-                    )
-                    + "or give --start in the past to publish history (ingest flags it "
-                    "back-filled)",
+                    f"readings/s in real time; {what} would stamp readings in the future",
+                    hint=hint + "; or give --start in the past to publish history (ingest "
+                    "flags it back-filled)",
                 )
         kinds_s = incidents.strip().lower()
         if kinds_s == "all":

@@ -150,28 +150,30 @@ def publish_simulation(
     stopped_by = "end"
     last_report = t0
     for step in sim.stream(end_ms, step_ms=step_ms):
-        for topic, payload in step.messages:
+        now_ms = step.now_ms
+        for (topic, payload), count in zip(step.messages, step.counts, strict=True):
+            if rate is not None:  # pace every message, so the broker sees an even rate
+                wait = t0 + readings / rate - clock()
+                if wait > 0:
+                    sleep(wait)
             sink.publish(topic, payload)
             nbytes += len(payload)
-        messages += len(step.messages)
-        readings += step.readings
-        now_ms = step.now_ms
-        if rate is not None:
-            wait = t0 + readings / rate - clock()
-        elif speed is not None:
+            messages += 1
+            readings += count
+            if max_readings is not None and readings >= max_readings:
+                stopped_by = "max_readings"
+                break
+        if stopped_by != "end":
+            break
+        if speed is not None:
             wait = t0 + (now_ms - sim0) / 1000.0 / speed - clock()
-        else:
-            wait = 0.0
-        if wait > 0:
-            sleep(wait)
+            if wait > 0:
+                sleep(wait)
         elapsed = clock() - t0
         if progress is not None and clock() - last_report >= 1.0:
             last_report = clock()
             progress(PublishStats(readings, messages, nbytes, elapsed, now_ms - sim0, ""))
         if max_seconds is not None and elapsed >= max_seconds:
             stopped_by = "max_seconds"
-            break
-        if max_readings is not None and readings >= max_readings:
-            stopped_by = "max_readings"
             break
     return PublishStats(readings, messages, nbytes, clock() - t0, now_ms - sim0, stopped_by)

@@ -52,6 +52,7 @@ class SimStep(NamedTuple):
     now_ms: int
     messages: list[tuple[str, bytes]]  # (MQTT topic, JSON batch payload)
     readings: int
+    counts: tuple[int, ...] = ()  # readings in each message
 
 
 class Simulation:
@@ -249,12 +250,12 @@ class Simulation:
                 lo = 0
                 for k, hi in enumerate(cuts):
                     step_end = min(now + (k + 1) * step_ms, stop)
-                    msgs = self._encoder.encode(batch, lo, int(hi))
+                    msgs, counts = self._encoder.encode(batch, lo, int(hi))
                     if speed:
                         delay = wall0 + (step_end - sim0) / 1000.0 / speed - time.monotonic()
                         if delay > 0:
                             time.sleep(delay)
-                    yield SimStep(step_end, msgs, int(hi) - lo)
+                    yield SimStep(step_end, msgs, int(hi) - lo, counts)
                     lo = int(hi)
             now = stop
 
@@ -343,10 +344,13 @@ class _PayloadEncoder:
         pt = batch.point[lo:hi]
         return batch.value[lo:hi] * self.scale[pt] + self.offset[pt]
 
-    def encode(self, batch: Batch, lo: int, hi: int) -> list[tuple[str, bytes]]:
-        """Batch payloads for readings lo..hi of `batch`: one per (gateway, upload ts)."""
+    def encode(
+        self, batch: Batch, lo: int, hi: int
+    ) -> tuple[list[tuple[str, bytes]], tuple[int, ...]]:
+        """Batch payloads for readings lo..hi of `batch`, one per (gateway, upload ts), and
+        the number of readings in each."""
         if hi <= lo:
-            return []
+            return [], ()
         pt = batch.point[lo:hi]
         ts = batch.ts_ms[lo:hi]
         q = batch.quality[lo:hi]
@@ -366,7 +370,7 @@ class _PayloadEncoder:
             ts_s = f'"{_iso_cst(t)}"' if iso[g] else str(t)
             items = ",".join([fmt[p] % (vl[j], ql[j]) for j, p in enumerate(ptl[a:b], a)])
             out.append((self.topics[g], f'{{"ts":{ts_s},"data":[{items}]}}'.encode()))
-        return out
+        return out, tuple(b - a for a, b in zip(starts, ends, strict=True))
 
     def csv_rows(self, batch: Batch, ts_format: str) -> str:
         val = self.published(batch, 0, len(batch)).tolist()

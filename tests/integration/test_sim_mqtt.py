@@ -114,14 +114,14 @@ def test_simulate_command_publishes_within_its_bounds(
             [
                 "simulate",
                 "--points",
-                "300",
+                "1000",
                 "--duration",
                 "1h",
                 "--incidents",
                 "none",
                 "--mqtt",
                 "--interval-scale",
-                "0.002",  # about 9,500 readings/s in real time: 5,000/s stays behind the clock
+                "0.005",  # ~12,700 readings/s in real time: 5,000/s stays behind the clock
                 "--rate",
                 "5000",
                 "--max-readings",

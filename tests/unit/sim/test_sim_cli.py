@@ -281,7 +281,9 @@ def test_live_mqtt_refuses_timestamps_from_the_future(capsys) -> None:
     assert rc == 2
     err = capsys.readouterr().err
     assert "63.5 readings/s in real time" in err and "in the future" in err
-    assert "--interval-scale 0.000683" in err
+    assert "more --points (reporting intervals stay >= 0.1 s)" in err
+    rc = main(["simulate", "--points", "1000", "--incidents", "none", "--mqtt", "--rate", "5000"])
+    assert rc == 2 and "add --interval-scale 0.0127" in capsys.readouterr().err
 
 
 def test_interval_scale_makes_gateways_poll_faster(tmp_path) -> None:
