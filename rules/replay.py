@@ -262,7 +262,8 @@ def parse_csv(text: str, registry: Registry, source: str = "<csv>") -> ReplayInp
                     ts = int(t) if t.isdigit() else parse_ts(t)
                     v = float(row[i_val])
                     if v - v == 0.0:  # finite: NaN and inf fail this
-                        out.append(Reading(ent, tag, ts, v, 0, p.unit, ts))
+                        # the point's own strings: one copy per point, not per row
+                        out.append(Reading(p.enterprise_code, p.tag, ts, v, 0, p.unit, ts))
                         continue
             except (ValueError, _RowError):
                 pass  # the checked path below names the problem
@@ -352,7 +353,7 @@ def parse_jsonl(text: str, registry: Registry, source: str = "<jsonl>") -> Repla
                 except _RowError:
                     pass
                 else:
-                    out.append(Reading(row.enterprise_code, row.tag, ts, v, 0, p.unit, ts))
+                    out.append(Reading(p.enterprise_code, p.tag, ts, v, 0, p.unit, ts))
                     continue
         if not raw.strip():
             continue
