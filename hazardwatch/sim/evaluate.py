@@ -31,21 +31,18 @@ class DetectionRun:
 
 
 def build_engine(registry: Any, rules_dir: Path | None = None, *, reference: bool = False) -> Any:
-    """The rules engine for a registry with the default packs (plus `rules_dir`). The fast
-    `rules.engine.Engine` unless `reference` (or it is not available yet)."""
+    """The rules engine for a registry with the default packs (plus `rules_dir`): the fast
+    `rules.engine.Engine`, or the plain per-reading `rules.reference.ReferenceEngine`."""
     from rules.loader import load_ruleset
 
     ruleset = load_ruleset(rules_dir, registry)
-    if not reference:
-        try:
-            from rules.engine import Engine
-        except ImportError:
-            reference = True
-        else:
-            return Engine(ruleset, registry)
-    from rules.reference import ReferenceEngine
+    if reference:
+        from rules.reference import ReferenceEngine
 
-    return ReferenceEngine(ruleset, registry)
+        return ReferenceEngine(ruleset, registry)
+    from rules.engine import Engine
+
+    return Engine(ruleset, registry)
 
 
 def run_detection(
