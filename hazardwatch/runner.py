@@ -123,6 +123,8 @@ class Pipeline:
             self.warning_state = stages.warnings.initial_state()
         self.metrics.set_ruleset(stages.ruleset_version)
         self._dirty = False
+        self._engine_now_ms = start_ms
+        self.last_save_s = 0.0
 
     # -- the two inputs: data and time ----------------------------------------------------------
     def process(self, messages: Sequence[RawMessage], now_ms: int) -> BatchOutcome:
@@ -145,16 +147,23 @@ class Pipeline:
         self.engine_state, out.alarms = self.stages.engine.process(
             self.engine_state, out.readings, now_ms
         )
+        self._engine_now_ms = now_ms
         self._after_engine(out, now_ms)
         self.metrics.observe_batch(
             len(messages), len(out.readings), None if lag_from is None else now_ms - lag_from
         )
         return out
 
-    def tick(self, now_ms: int) -> BatchOutcome:
-        """Advance timers to `now_ms` with no new data (offline, on-delays, escalation)."""
+    def tick(self, now_ms: int, min_engine_gap_ms: int = 0) -> BatchOutcome:
+        """Advance timers to `now_ms` with no new data (offline, on-delays, escalation).
+
+        `process()` already runs the engine's timers up to its `now`; when it did so less
+        than `min_engine_gap_ms` ago the engine pass (a sweep over every point) is skipped
+        and only the warning and alerts timers run."""
         out = BatchOutcome()
-        self.engine_state, out.alarms = self.stages.engine.tick(self.engine_state, now_ms)
+        if now_ms - self._engine_now_ms >= min_engine_gap_ms:
+            self.engine_state, out.alarms = self.stages.engine.tick(self.engine_state, now_ms)
+            self._engine_now_ms = now_ms
         self._after_engine(out, now_ms, tick=True)
         return out
 
@@ -194,6 +203,7 @@ class Pipeline:
             self._dirty = True
         if self.store is None or not self._dirty:
             return False
+        t0 = time.perf_counter()
         self.store.save(
             self.engine_state.to_bytes(),
             self.warning_state.to_bytes(),
@@ -202,6 +212,7 @@ class Pipeline:
             now_ms,
         )
         self._dirty = False
+        self.last_save_s = time.perf_counter() - t0
         return True
 
     # -- control --------------------------------------------------------------------------------
@@ -453,13 +464,17 @@ class EmbeddedRunner:
                 if self.reloader is not None and self.reloader.pending:
                     self.reloader.poll()
                 if now - last_tick >= cfg.tick_interval_ms:
-                    p.tick(now)
+                    p.tick(now, min_engine_gap_ms=cfg.tick_interval_ms // 2)
                     last_tick = now
                     self._outbox_wake.set()
+                # A snapshot of a large registry takes a while: commit at most ~20 % of the
+                # time. Notifications never wait for it (the alerts stage has its own store);
+                # only MQTT acks and the re-processing window after a crash grow.
+                interval = max(cfg.commit_interval_ms, int(p.last_save_s * 5000))
                 if (
                     stop_seen
-                    or now - last_commit >= cfg.commit_interval_ms
-                    or (len(pending_acks) >= cfg.queue_max // 2)
+                    or now - last_commit >= interval
+                    or len(pending_acks) >= cfg.queue_max // 2
                 ):
                     p.commit(now, {"committed_ms": now})
                     last_commit = now

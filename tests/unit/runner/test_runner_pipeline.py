@@ -200,3 +200,18 @@ def test_close_of_unknown_warning_is_ignored():
     p = Pipeline(fake_stages(alerts), start_ms=0)
     p.close_warning("w:nope", 1)
     assert alerts.warnings == []
+
+
+def test_tick_skips_the_engine_sweep_right_after_a_batch_but_runs_alerts_timers():
+    calls = []
+    eng = FakeEngine()
+    orig = eng.tick
+    eng.tick = lambda st, now: (calls.append(now), orig(st, now))[1]
+    alerts = FakeAlerts()
+    p = Pipeline(fake_stages(alerts, engine=eng), start_ms=0)
+    p.process([msg(b"E1/T1=1", 1000)], 1000)  # process() ran the engine's timers to 1000
+    calls.clear()
+    p.tick(1300, min_engine_gap_ms=500)
+    assert calls == [] and alerts.ticks == 1
+    p.tick(1600, min_engine_gap_ms=500)
+    assert calls == [1600] and alerts.ticks == 2
