@@ -269,7 +269,21 @@ class Normalizer:
         if kind == "event":
             decoded = decode_event(payload)
         else:
-            decoded = self._decoder_for(enterprise, gateway)(payload)
+            decoder = self._decoder_for(enterprise, gateway)
+            try:
+                decoded = decoder(payload)
+            except Exception as exc:  # noqa: BLE001 - a plug-in's bug must not stop the stream
+                rejects.append(
+                    self._dead(
+                        RejectReason.SCHEMA,
+                        f"the payload decoder failed on this message: {type(exc).__name__}: "
+                        f"{str(exc)[:200]}",
+                        topic,
+                        received_ms,
+                        payload,
+                    )
+                )
+                return out
         if decoded.problems:
             self._problems(decoded, topic, received_ms, payload, rejects)
         if decoded.events:

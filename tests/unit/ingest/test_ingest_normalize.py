@@ -362,3 +362,18 @@ def test_auto_format_looks_for_the_tnm_key_not_a_value():
     assert [r.tag for r in canonical.readings] == ["tnm"] and not canonical.problems
     prov = decode_auto(b'{"tnm" : "AT-1", "ts": "2026-11-29 08:00:00", "val": "1"}')
     assert [r.tag for r in prov.readings] == ["AT-1"]
+
+
+def test_a_failing_plug_in_decoder_dead_letters_the_message(registry):
+    from ingest.decode import _DECODERS, register_decoder
+
+    def broken(payload: bytes):
+        raise IndexError("vendor parser bug")
+
+    register_decoder("broken-test", broken)
+    try:
+        n = Normalizer(registry, NormalizeConfig(decoders={"QJ001": "broken-test"}))
+        (dl,) = n.normalize(TOPIC, b"anything", NOW).rejects
+        assert dl.reason is R.SCHEMA and "IndexError: vendor parser bug" in dl.detail
+    finally:
+        _DECODERS.pop("broken-test")
