@@ -336,9 +336,12 @@ def rejects_by_reason() -> str:
 
 
 def notifications_by_result() -> str:
+    """Delivery outcomes per channel. The `result` tag is renamed: Flux's CSV has its own
+    `result` column (the yield name), and two columns of one name confuse clients."""
     return _q(
         _filter("notification", 'r._field == "attempts"'),
-        '  |> group(columns: ["channel", "result"])',
+        '  |> rename(columns: {result: "outcome"})',
+        '  |> group(columns: ["channel", "outcome"])',
         "  |> aggregateWindow(every: v.windowPeriod, fn: count, createEmpty: false)",
     )
 
