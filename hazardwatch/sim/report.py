@@ -24,28 +24,31 @@ def _dur(seconds: float | None) -> str:
 
 def score_table(score: Score, *, max_false: int = 20) -> Group:
     """The incidents table, the false alarms (first `max_false`) and a summary line."""
+    # Six columns fit an 80-column terminal; "absent" only appears when something is.
+    absent = any(r.missing for r in score.results)
     table = Table(title="Injected incidents vs alarms", title_justify="left")
     table.add_column("incident", no_wrap=True)
     table.add_column("kind", overflow="fold")
     table.add_column("where", overflow="fold")
     table.add_column("start UTC", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    table.add_column("detect", no_wrap=True, justify="right")
+    table.add_column("detected", no_wrap=True, justify="right")
     table.add_column("first alarm", overflow="fold")
-    table.add_column("absent", overflow="fold")
+    if absent:
+        table.add_column("expected, absent", overflow="fold")
     for r in score.results:
         inc = r.incident
         by = r.detected_by
-        table.add_row(
+        row = [
             inc.id,
             str(inc.kind),
             f"{inc.enterprise_code} {subject(inc)}",
             iso_ms(inc.start_ms)[5:16].replace("T", " "),
-            "[green]detected[/]" if r.detected else "[bold red]MISSED[/]",
-            _dur(r.time_to_detect_s),
+            f"[green]{_dur(r.time_to_detect_s)}[/]" if r.detected else "[bold red]MISSED[/]",
             "-" if by is None else f"{by.kind}{'/' + str(by.level) if by.level else ''} {by.tag}",
-            ", ".join(f"{e.kind}{'/' + e.level if e.level else ''}" for e in r.missing) or "",
-        )
+        ]
+        if absent:
+            row.append(", ".join(f"{e.kind}{'/' + e.level if e.level else ''}" for e in r.missing))
+        table.add_row(*row)
     parts: list = [table]
     if score.false_alarms:
         ft = Table(
