@@ -24,7 +24,8 @@ def _dur(seconds: float | None) -> str:
 
 def score_table(score: Score, *, max_false: int = 20) -> Group:
     """The incidents table, the false alarms (first `max_false`) and a summary line."""
-    # Six columns fit an 80-column terminal; "absent" only appears when something is.
+    # Six columns fit an 80-column terminal; "missing" (expected alarms that never came)
+    # only appears when something is.
     absent = any(r.missing for r in score.results)
     table = Table(title="Injected incidents vs alarms", title_justify="left")
     table.add_column("incident", no_wrap=True)
@@ -34,7 +35,7 @@ def score_table(score: Score, *, max_false: int = 20) -> Group:
     table.add_column("detected", no_wrap=True, justify="right")
     table.add_column("first alarm", overflow="fold")
     if absent:
-        table.add_column("expected, absent", overflow="fold")
+        table.add_column("missing", overflow="fold")
     for r in score.results:
         inc = r.incident
         by = r.detected_by

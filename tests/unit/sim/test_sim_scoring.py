@@ -168,3 +168,23 @@ def test_truth_round_trips_and_bad_lines_are_named(tmp_path) -> None:
         read_truth(path)
     with pytest.raises(TruthFileError, match="cannot read"):
         read_truth(tmp_path / "missing.jsonl")
+
+
+def test_report_table_shows_what_a_person_needs_in_80_columns() -> None:
+    from rich.console import Console
+
+    from hazardwatch.sim.report import score_table
+
+    s = score(
+        [LEAK, OUTAGE],
+        [alarm(T0 + 20 * S, "AT-1", level=Level.L1), alarm(T0 + 50, "AT-9", Kind.STUCK)],
+        point_days=7000.0,
+    )
+    console = Console(width=80, record=True)
+    console.print(score_table(s))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "20 s" in text and "MISSED" in text and "missing" in text
+    assert "limit/L2" in text and "vote" in text  # what the leak still lacked
+    assert "False alarms" in text and "AT-9" in text
+    assert "1/2 incidents detected, 1 missed; 1 false alarm(s) = 0.143 per 1,000" in text
