@@ -4,6 +4,7 @@ panel draws. One test walks them all and skips none."""
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 
 import pytest
@@ -13,14 +14,17 @@ from dashboards.influx import Influx, InfluxConfig, create_database, drop_databa
 from dashboards.testing import day_bounds, day_from_replay
 from dashboards.validate import validate
 
-pytestmark = pytest.mark.integration
+# A UserWarning from influxdb_client means an ambiguous result (e.g. duplicate column names).
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("error::UserWarning")]
 
 DAY = date(2026, 11, 28)
 
 
+@functools.cache
 def replayed_day(day: date, points: int = 80):
     """A simulated day (hazardwatch.sim: normal signals plus every incident kind, twice)
-    replayed through the rules engine and the warning model, as InfluxDB rows."""
+    replayed through the rules engine and the warning model, as InfluxDB rows. Cached: the
+    report tests use the same day."""
     from hazardwatch.sim.city import generate_registry
     from hazardwatch.sim.simulation import Simulation
     from ingest.model import Reading

@@ -17,7 +17,8 @@ from dashboards.influx import Influx, InfluxConfig, create_database, drop_databa
 from dashboards.report_render import BAR_COLOURS
 from hazardwatch.cli import main
 
-pytestmark = pytest.mark.integration
+# A UserWarning from influxdb_client means an ambiguous result (e.g. duplicate column names).
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("error::UserWarning")]
 
 DAY = date(2026, 11, 28)
 
