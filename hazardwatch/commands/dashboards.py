@@ -124,9 +124,8 @@ def push_cmd(
         str | None, typer.Option("--url", help="Grafana URL (default: grafana.url).")
     ] = None,
 ) -> None:
-    """Create or update the datasource, one folder per area and every dashboard in Grafana.
-    The token comes from settings (grafana.token / HW_GRAFANA__TOKEN), never the command
-    line; a second run changes nothing."""
+    """Create or update the datasource, a folder per area and every dashboard in Grafana
+    (token from grafana.token, never printed; a second run changes nothing)."""
     from dashboards.push import InfluxSource, PushError, connect, push
 
     s = settings()
