@@ -196,9 +196,12 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
     import faust
 
     from hazardwatch.metrics import Metrics
+    from hazardwatch.runner import BatchOutcome
     from hazardwatch.wiring import (
+        TimeseriesFeed,
         build_alerts,
         build_channels,
+        build_timeseries_writer,
         load_rules,
         rule_sources,
     )
@@ -277,6 +280,16 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
     holder: dict[str, Any] = {}
     sources = rule_sources(settings)
 
+    def feed() -> Any:
+        """Readings, alarms and warnings for InfluxDB (or line-protocol files), written by a
+        thread that never holds up the agents; `pipeline`/`reject` rows every 10 s."""
+        f = holder.get("feed")
+        if f is None:
+            f = holder["feed"] = TimeseriesFeed(
+                build_timeseries_writer(settings), core().registry, metrics, process=worker
+            )
+        return f
+
     def core() -> EnterpriseCore:
         c = holder.get("core")
         if c is None:
@@ -346,6 +359,11 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             await emit(key, step)
             engine_table[key] = step.engine
             warning_table[key] = step.warnings
+            feed().submit(
+                BatchOutcome(
+                    readings=[] if control else rs, alarms=step.alarms, warnings=step.events
+                )
+            )
 
     @app.agent(transitions, name="alerts")
     async def alerts_agent(stream: Any) -> None:
@@ -437,6 +455,8 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
     async def _stop_outbox(app_: Any, **kwargs: Any) -> None:
         if "outbox_stop" in holder:
             holder["outbox_stop"].set()
+        if "feed" in holder:
+            holder["feed"].close()
 
     app.hw_metrics = metrics  # type: ignore[attr-defined]
     app.hw_holder = holder  # type: ignore[attr-defined]

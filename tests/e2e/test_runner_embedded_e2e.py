@@ -29,7 +29,20 @@ from .pipeline_helpers import (
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
-def test_embedded_run_survives_kill_9_mid_scenario(mosquitto, unique, tmp_path):
+def _influx_count(influx, measurement: str, enterprise: str) -> int:
+    from influxdb_client import InfluxDBClient
+
+    q = (
+        f'from(bucket: "{influx.bucket}") |> range(start: -30m) '
+        f'|> filter(fn: (r) => r._measurement == "{measurement}" and r.enterprise == '
+        f'"{enterprise}") |> count()'
+    )
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as c:
+        tables = c.query_api().query(q, org=influx.org)
+    return sum(int(rec.get_value()) for t in tables for rec in t.records)
+
+
+def test_embedded_run_survives_kill_9_mid_scenario(mosquitto, influx, unique, tmp_path):
     prefix = f"hwe2e{unique}"
     ents = [f"E{unique[:5]}A", f"E{unique[:5]}B"]
     registry = write_registry(tmp_path / "registry.csv", ents)
@@ -54,6 +67,10 @@ def test_embedded_run_survives_kill_9_mid_scenario(mosquitto, unique, tmp_path):
             "HW_API__PORT": str(api_port),
             "HW_API__LINK_SECRET": "e2e-link-secret-value",
             "HW_API__PUBLIC_URL": f"http://127.0.0.1:{api_port}",
+            "HW_INFLUX__URL": influx.url,
+            "HW_INFLUX__TOKEN": influx.token,
+            "HW_INFLUX__ORG": influx.org,
+            "HW_INFLUX__BUCKET": influx.bucket,
         }
     )
     pub_cfg = MqttConfig(
@@ -120,6 +137,10 @@ def test_embedded_run_survives_kill_9_mid_scenario(mosquitto, unique, tmp_path):
         r = httpx.post(f"http://127.0.0.1:{port}/-/reload", timeout=30)
         assert r.status_code == 200 and r.json()["ok"] is True
         assert run.terminate() == 0, run.output()
+        # the same batches reached InfluxDB, off the alarm path: readings and alarm rows
+        for ent in ents:
+            assert _influx_count(influx, "reading", ent) > 0
+            assert _influx_count(influx, "alarm", ent) > 0
     finally:
         for p in procs:
             p.terminate(5)
