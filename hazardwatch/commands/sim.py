@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
         mqtt: Annotated[
             bool,
             typer.Option(
-                "--mqtt", help="Publish to the MQTT broker of the settings' [mqtt] section."
+                "--mqtt", help="Publish to the MQTT broker of the settings' mqtt section."
             ),
         ] = False,
         rate: Annotated[
@@ -258,7 +258,13 @@ def register(app: typer.Typer) -> None:
             if kinds:
                 sim.schedule(end_ms, kinds=kinds, repeats=repeat)
             for kind, at_ms in injections:
-                sim.inject(kind, at_ms)
+                injected = sim.inject(kind, at_ms)
+                if injected.end_ms > end_ms:
+                    raise ValueError(
+                        f"--inject {kind}@{(at_ms - start_ms) / 60_000:g}m runs until "
+                        f"{datetime.fromtimestamp(injected.end_ms / 1000, UTC):%H:%M:%S} UTC, "
+                        "after the run ends; inject it earlier"
+                    )
         except (ValueError, NoSubject) as exc:
             raise fail(
                 str(exc), hint="make --duration longer, or choose fewer --incidents"

@@ -120,6 +120,7 @@ def test_simulate_on_demand_injection(tmp_path) -> None:
         (["--start", "yesterday", "--score"], "not an ISO 8601 time"),
         (["--start", "2026-11-29T00:00:00", "--score"], "has no UTC offset"),
         (["--inject", "quake@5m", "--score"], "unknown kind 'quake'"),
+        (["--incidents", "none", "--inject", "frozen@30m", "--score"], "after the run ends"),
     ],
 )
 def test_simulate_bad_options_say_what_is_wrong(args, message, capsys) -> None:
