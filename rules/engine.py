@@ -163,58 +163,50 @@ class Engine:
         gws = state.gateways.copy()
         n_pts = len(plan.keys)
 
-        # time order (stable: equal times keep their batch order), unknown points dropped
-        order = np.argsort(ts, kind="stable")
-        order = order[idx[order] >= 0]
-        # grouped by point, time order inside each group
-        grp = order[np.argsort(idx[order], kind="stable")]
-        pi = idx[grp]
-        t = ts[grp]
-        v = val[grp]
-        qq = q[grp]
+        # time order (stable: equal times keep their batch order), unknown points dropped;
+        # a replay batch usually is in time order already, so check before sorting
+        n_in = len(ts)
+        if n_in > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
+            order = np.argsort(ts, kind="stable")
+        else:
+            order = np.arange(n_in)
+        keys = idx[order]
+        if n_in and keys.min() < 0:
+            order = order[keys >= 0]
+            keys = idx[order]
+        # grouped by point, time order inside each group (radix sort on small integers)
+        small = keys.astype(np.uint16 if n_pts <= 0xFFFF else np.uint32)
+        grp = order[np.argsort(small, kind="stable")]
         m = len(grp)
 
         has_reading = np.zeros(n_pts, dtype=bool)
-        has_reading[pi] = True
         # nq: points the machine must evaluate; drag: points whose whole gateway must go too
         # (offline and gateway decisions depend on what every member sent, in time order)
-        nq, drag = self._pending_points(pts, gws, now_ms, has_reading)
         if m:
+            pi = idx[grp]
+            t = ts[grp]
+            v = val[grp]
+            qq = q[grp]
             first = np.empty(m, dtype=bool)
             first[0] = True
             np.not_equal(pi[1:], pi[:-1], out=first[1:])
-            last = np.empty(m, dtype=bool)
-            last[-1] = True
-            last[:-1] = first[1:]
-            bad, bad_off = self._unquiet_readings(pts, pi, t, v, qq, first, last, now_ms)
+            starts = np.flatnonzero(first)
+            ends = np.empty_like(starts)
+            ends[:-1] = starts[1:] - 1
+            ends[-1] = m - 1
+            up = pi[starts]  # the points with readings, ascending
+            has_reading[up] = True
+            nq, drag = self._pending_points(pts, gws, now_ms, has_reading)
+            scan = self._scan(pts, gws, pi, t, v, qq, first, starts, ends, up, now_ms)
+            bad, bad_off, bad_gw, run_start = scan
             if events:
-                bad |= plan.is_event[pi]
-            nq[pi[bad]] = True
-            drag[pi[bad_off]] = True
-            # gateway: a silence inside the batch, or the last reading too old by now
-            gsel = plan.gw_of[idx[order]] >= 0
-            if gsel.any():
-                g_rows = order[gsel]
-                g_of = plan.gw_of[idx[g_rows]]
-                gsort = np.argsort(g_of, kind="stable")
-                gg = g_of[gsort]
-                gt = ts[g_rows][gsort]
-                gfirst = np.empty(len(gg), dtype=bool)
-                gfirst[0] = True
-                np.not_equal(gg[1:], gg[:-1], out=gfirst[1:])
-                gprev = np.empty(len(gg), dtype=np.int64)
-                gprev[1:] = gt[:-1]
-                gprev[gfirst] = gws["last"][gg[gfirst]]
-                late = (gprev + plan.gw_timeout[gg] <= gt) | (gt < gws["last"][gg])
-                bad_g = np.zeros(len(gws), dtype=bool)
-                bad_g[gg[late]] = True
-                glast = np.full(len(gws), NO_TS, dtype=np.int64)
-                np.maximum.at(glast, gg, gt)
-                seen = glast != NO_TS
-                bad_g |= seen & ((gws["alarm"] != 0) | (gws["inh"] > 0))
-                bad_g |= seen & (np.maximum(glast, gws["last"]) + plan.gw_timeout <= now_ms)
-                for g in np.flatnonzero(bad_g):
-                    nq[plan.gw_members[g]] = True
+                bad |= plan.is_event[up]
+            nq[up[bad]] = True
+            drag[up[bad_off]] = True
+            for g in np.flatnonzero(bad_gw):
+                nq[plan.gw_members[g]] = True
+        else:
+            nq, drag = self._pending_points(pts, gws, now_ms, has_reading)
         if drag.any():
             nq |= drag
             gw = np.unique(plan.gw_of[drag])
@@ -227,25 +219,32 @@ class Engine:
 
         # ---- bulk update of quiet points (their readings only move "last seen/value")
         if m:
-            quiet_last = last & ~nq[pi]
-            qi = pi[quiet_last]
+            quiet = ~nq[up]
+            qi = up[quiet]
             if len(qi):
-                st_mask = plan.has_stuck[qi]
-                if st_mask.any():  # before good_ts/good_value move on
-                    rs = self._run_start(pts, pi, t, v, first)
-                tl = t[quiet_last]
-                vl = v[quiet_last]
+                last_rows = ends[quiet]
+                tl = t[last_rows]
+                vl = v[last_rows]
                 pts["off_base"][qi] = np.maximum(pts["off_base"][qi], tl)
                 pts["last_value"][qi] = vl
-                pts["last_q"][qi] = qq[quiet_last]
+                pts["last_q"][qi] = qq[last_rows]
                 pts["good_ts"][qi] = tl
                 pts["good_value"][qi] = vl
-                if st_mask.any():
-                    pts["run_start"][qi[st_mask]] = rs[quiet_last][st_mask]
+                if run_start is not None:
+                    rs = run_start[quiet]
+                    changed = plan.has_stuck[qi] & (rs != NO_TS)
+                    pts["run_start"][qi[changed]] = rs[changed]
                 gq = plan.gw_of[qi]
                 gsel = gq >= 0
                 if gsel.any():
-                    np.maximum.at(gws["last"], gq[gsel], tl[gsel])
+                    gq, tl = gq[gsel], tl[gsel]
+                    o = np.argsort(gq.astype(np.uint32), kind="stable")
+                    gq, tl = gq[o], tl[o]
+                    gstarts = np.flatnonzero(np.r_[True, gq[1:] != gq[:-1]])
+                    g_ids = gq[gstarts]
+                    gws["last"][g_ids] = np.maximum(
+                        gws["last"][g_ids], np.maximum.reduceat(tl, gstarts)
+                    )
 
         # ---- everything else: the per-reading machine, in time order
         work = EngineState(
@@ -292,11 +291,13 @@ class Engine:
         """Points that need the machine whatever they receive: open data-quality states,
         pending delays, latches, open event/interlock alarms; and, among those without
         readings in this batch, offline/gateway timers due by `now_ms` (for the others the
-        readings decide, see `_unquiet_readings`)."""
+        readings decide, see `_scan`)."""
         plan = self.plan
-        nq = (pts["fault"] != 0) | (pts["latched"] != 0)
+        nq = pts["fault"] != 0
         nq |= (pts["since"] != NO_TS).any(axis=1) | (pts["below"] != NO_TS).any(axis=1)
         nq |= (pts["ev"] != 0) | (pts["il"] != 0) | (pts["il_due"] != NO_TS)
+        # a tank at a high level makes its inlet valve's readings matter (il_group adds it)
+        nq |= plan.interlocked & (pts["act"][:, 0] > 0)
         drag = pts["offline"] != 0
         drag |= ~has_reading & plan.has_offline & (pts["off_base"] + plan.offline_ms <= now_ms)
         if len(gws):
@@ -308,89 +309,109 @@ class Engine:
                 nq[plan.gw_members[g]] = True
         return nq, drag
 
-    def _run_start(self, pts, pi, t, v, first) -> np.ndarray:
-        """Frozen-value run start at each reading (as the machine would track it)."""
-        unchanged = self._unchanged(pts, pi, v, first)
-        m = len(pi)
-        defined = ~unchanged | first
-        start = np.where(~unchanged, t, pts["run_start"][pi])
-        pos = np.where(defined, np.arange(m), 0)
-        np.maximum.accumulate(pos, out=pos)
-        return start[pos]
-
-    def _unchanged(self, pts, pi, v, first) -> np.ndarray:
-        prev_v = np.empty_like(v)
-        prev_v[1:] = v[:-1]
-        prev_v[first] = pts["good_value"][pi[first]]
-        has_prev = ~first | (pts["good_ts"][pi] != NO_TS)
-        return has_prev & (np.abs(v - prev_v) <= self.plan.stuck_tol[pi])
-
-    def _unquiet_readings(
-        self, pts, pi, t, v, qq, first, last, now_ms
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per reading: may it change anything beyond last seen/value? (True = yes.) The
-        second array marks the offline-timing reasons, which take the gateway along."""
+    def _scan(self, pts, gws, pi, t, v, qq, first, starts, ends, up, now_ms):
+        """Per point with readings (`up`), from per-point extremes of the batch: may its
+        readings change anything beyond last seen/value? Conservative where exactness would
+        cost a per-reading pass (the machine then decides exactly). Returns
+        (bad, bad_offline, bad_gateway, new run_start or NO_TS per point | None)."""
         plan = self.plan
-        bad = (qq != 0) & (qq != 1)
-        bad |= plan.is_event[pi]
-        bad |= plan.has_fault[pi] & ((v < plan.range_lo[pi]) | (v > plan.range_hi[pi]))
-        # offline: a silence inside the batch, out-of-order data, or silent since by now
-        prev_t = np.empty_like(t)
-        prev_t[1:] = t[:-1]
-        ob = pts["off_base"][pi]
-        prev_t[first] = ob[first]
-        base = prev_t  # t is ascending within a point; an older reading is caught below
-        has_off = plan.has_offline[pi]
-        bad_off = has_off & (base + plan.offline_ms[pi] <= t)
-        bad_off |= t < ob
-        bad_off |= has_off & last & (t + plan.offline_ms[pi] <= now_ms)
-        # limits: any slot entered (when off) or left (when on)
-        nlev = plan.nlev[pi]
+        t_first = t[starts]
+        t_last = t[ends]
+        vmax = np.maximum.reduceat(v, starts)
+        vmin = np.minimum.reduceat(v, starts)
+        bad = np.maximum.reduceat(qq, starts) > 1  # fault (2) or maintenance (3) inside
+        bad |= plan.is_event[up]
+        bad |= plan.has_fault[up] & ((vmin < plan.range_lo[up]) | (vmax > plan.range_hi[up]))
+        # offline: the largest silence (from the last reading before the batch), older data
+        ob = pts["off_base"][up]
+        dt = np.empty_like(t)
+        dt[1:] = t[1:] - t[:-1]
+        dt[starts] = t_first - ob
+        gap = np.maximum.reduceat(dt, starts)
+        timeout = plan.offline_ms[up]
+        has_off = plan.has_offline[up]
+        bad_off = has_off & ((gap >= timeout) | (t_last + timeout <= now_ms))
+        bad_off |= t_first < ob
+        # limits: a level entered (when off) or left (when on) by any reading
+        nlev = plan.nlev[up]
         if nlev.any():
-            on = pts["on"][pi]
-            db = plan.deadband[pi]
-            strict = plan.strict[pi]
+            on = pts["on"][up]
+            latched = pts["latched"][up]
+            db = plan.deadband[up]
+            strict = plan.strict[up]
             for s in (0, 1):
                 for j in (0, 1):
                     has = nlev[:, s] > j
                     if not has.any():
                         continue
                     b = s * 2 + j
-                    thr = plan.thr[pi, b]
-                    is_on = (on >> b) & 1 == 1
+                    thr = plan.thr[up, b]
+                    is_on = ((on >> b) & 1) == 1
                     if s == 0:
-                        entered = np.where(strict, v > thr, v >= thr)
-                        held = np.where(strict, v > thr - db, v >= thr - db)
+                        entered = np.where(strict, vmax > thr, vmax >= thr)
+                        left = np.where(strict, vmin <= thr - db, vmin < thr - db)
                     else:
-                        entered = np.where(strict, v < thr, v <= thr)
-                        held = np.where(strict, v < thr + db, v <= thr + db)
-                    bad |= has & np.where(is_on, ~held, entered)
-        # rate of change against the previous good reading
-        hr = plan.has_rate[pi]
-        if hr.any():
-            gts = pts["good_ts"][pi]
-            pv = np.empty_like(v)
-            pv[1:] = v[:-1]
-            pv[first] = pts["good_value"][pi[first]]
-            pt_ = np.empty_like(t)
-            pt_[1:] = t[:-1]
-            pt_[first] = gts[first]
-            ev_ok = hr & (pt_ != NO_TS) & (t > pt_)
-            dt = np.where(ev_ok, t - pt_, 1).astype(np.float64)
-            with np.errstate(invalid="ignore", over="ignore"):
-                r = (v - pv) * 60000.0 / dt
-            cond = (r > plan.max_rise[pi]) | (-r > plan.max_fall[pi])
-            bad |= ev_ok & (cond != (pts["rate"][pi] != 0))
+                        entered = np.where(strict, vmin < thr, vmin <= thr)
+                        left = np.where(strict, vmax >= thr + db, vmax > thr + db)
+                    # a latched side never leaves its levels (manual reset only)
+                    left &= ((latched >> s) & 1) == 0
+                    bad |= has & np.where(is_on, left, entered)
+        # rate of change, per reading, only over the points that have a rate rule
+        rated = plan.has_rate[pi]
+        if rated.any():
+            bad |= self._rate_bad(pts, pi, t, v, first, rated, up)
         # frozen value
-        hs = plan.has_stuck[pi]
-        if hs.any():
-            unchanged = self._unchanged(pts, pi, v, first)
-            rs = self._run_start(pts, pi, t, v, first)
-            stuck = pts["stuck"][pi] != 0
-            fire = ~stuck & unchanged & (t - rs >= plan.stuck_ms[pi])
-            clear = stuck & ~unchanged
-            bad |= hs & (fire | clear)
-        # interlock: a tank already at HH makes its valve's readings matter
-        if plan.interlocked.any():
-            bad |= plan.interlocked[pi] & (pts["act"][pi, 0] > 0)
-        return bad, bad_off
+        run_start = None
+        stuck_pts = plan.has_stuck[pi]
+        if stuck_pts.any():
+            prev_v = np.empty_like(v)
+            prev_v[1:] = v[:-1]
+            prev_v[starts] = pts["good_value"][up]
+            has_prev = ~first
+            has_prev[starts] = pts["good_ts"][up] != NO_TS
+            unchanged = has_prev & (np.abs(v - prev_v) <= plan.stuck_tol[pi])
+            last_change = np.maximum.reduceat(np.where(unchanged, NO_TS, t), starts)
+            all_same = last_change == NO_TS
+            origin = np.where(unchanged[starts], pts["run_start"][up], t_first)
+            stuck = pts["stuck"][up] != 0
+            hs = plan.has_stuck[up]
+            # a run long enough to fire might exist (conservative), or a frozen value moved
+            bad |= hs & ~stuck & (t_last - origin >= plan.stuck_ms[up])
+            bad |= hs & stuck & ~all_same
+            run_start = last_change
+        # gateways: quiet only if some member reported in every window of the gateway's
+        # timeout (then the gateway never fell silent), and no gateway alarm or inhibition
+        bad_gw = np.zeros(len(gws), dtype=bool)
+        if len(gws):
+            g_of = plan.gw_of[up]
+            member = g_of >= 0
+            if member.any():
+                gm = g_of[member]
+                steady = np.maximum(gap[member], now_ms - t_last[member]) < plan.gw_timeout[gm]
+                ok = np.bincount(gm, weights=steady, minlength=len(gws)) > 0
+                seen = np.bincount(gm, minlength=len(gws)) > 0
+                bad_gw = seen & (~ok | (gws["alarm"] != 0) | (gws["inh"] > 0))
+        return bad, bad_off, bad_gw, run_start
+
+    def _rate_bad(self, pts, pi, t, v, first, rated, up):
+        plan = self.plan
+        sel = np.flatnonzero(rated)
+        rp, rt, rv, rf = pi[sel], t[sel], v[sel], first[sel]
+        rstarts = np.flatnonzero(rf)
+        gts = pts["good_ts"][rp[rstarts]]
+        pv = np.empty_like(rv)
+        pv[1:] = rv[:-1]
+        pv[rstarts] = pts["good_value"][rp[rstarts]]
+        pt_ = np.empty_like(rt)
+        pt_[1:] = rt[:-1]
+        pt_[rstarts] = gts
+        ok = (pt_ != NO_TS) & (rt > pt_)
+        dt = np.where(ok, rt - pt_, 1).astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            r = (rv - pv) * 60000.0 / dt
+        cond = (r > plan.max_rise[rp]) | (-r > plan.max_fall[rp])
+        bad_r = ok & (cond != (pts["rate"][rp] != 0))
+        per = np.maximum.reduceat(bad_r, rstarts)
+        out = np.zeros(len(pts), dtype=bool)
+        out[rp[rstarts]] = per
+        return out[up]

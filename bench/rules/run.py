@@ -84,11 +84,14 @@ def build_readings(n_points: int, n_readings: int, base, noise, seed: int = 7):
     rng = np.random.default_rng(seed)
     rounds = n_readings // n_points
     idx = np.tile(np.arange(n_points), rounds)
+    # each point reports at its own phase of the interval, with a little jitter
+    phase = rng.integers(0, int(INTERVAL_S * 1000) - 200, size=n_points)
     ts = (
         T0
         + 1000
         + np.repeat(np.arange(rounds), n_points) * int(INTERVAL_S * 1000)
-        + rng.integers(0, 9000, size=len(idx))
+        + phase[idx]
+        + rng.integers(0, 200, size=len(idx))
     )
     val = np.round(base[idx] + rng.normal(0, 1, size=len(idx)) * noise[idx], 3)
     val = np.maximum(val, 0.0)

@@ -226,3 +226,100 @@ def test_every_firing_is_followed_by_exactly_one_clear_after_recovery(engines, s
         assert states[-1] == AlarmState.CLEARED, (aid, evs)
         assert states.count(AlarmState.CLEARED) == 1, (aid, evs)
         assert [e.ts_ms for e in evs] == sorted(e.ts_ms for e in evs)
+
+
+# ---------------------------------------------------------------- mostly-quiet plants
+# The vectorised engine proves most readings change nothing; random streams of the kind a
+# plant sends (normal values with noise, rare excursions, faults, silences), over several
+# gateways, exercise that proof where it matters: many quiet points beside a few busy ones.
+
+WIDE = Registry(
+    [
+        point(
+            f"{p.tag}-{g}",
+            p.parameter,
+            p.unit,
+            zone=f"{p.zone}{g}",
+            gw=f"G{g}",
+            range_low=p.range_low,
+            range_high=p.range_high,
+            ll=p.ll,
+            l=p.l,
+            h=p.h,
+            hh=p.hh,
+            interval=5.0,
+        )
+        for g in range(3)
+        for p in REGISTRY
+        if p.parameter != "event"
+    ],
+    version="wide-v1",
+)
+WIDE_TAGS = [p.tag for p in WIDE]
+WIDE_BASE = {
+    "AT-NH3": (2.0, 0.5),
+    "AT-CH4-1": (1.0, 0.5),
+    "AT-CH4-2": (1.0, 0.5),
+    "AT-CH4-3": (1.0, 0.5),
+    "AT-O2": (20.9, 0.05),
+    "LT-101": (5.0, 0.01),
+    "XV-101": (0.0, 0.0),
+    "PT-201": (1.0, 0.005),
+    "NP-1": (2.0, 0.0),
+}
+
+
+@pytest.fixture(scope="module")
+def wide_engines():
+    rs = load_ruleset(RULES.parent / "prop-wide", WIDE)
+    return Engine(rs, WIDE), ReferenceEngine(rs, WIDE)
+
+
+def wide_stream(seed: int, rounds: int) -> list[Reading]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    silent: dict[str, int] = {}
+    for k in range(rounds):
+        t0 = T0 + 1000 + k * 5000
+        if rng.random() < 0.03:  # a whole gateway goes quiet for a while
+            silent[f"-{rng.integers(0, 3)}"] = k + int(rng.integers(3, 15))
+        for tag in WIDE_TAGS:
+            stem, gw = tag.rsplit("-", 1)
+            if silent.get(f"-{gw}", -1) > k or rng.random() < 0.01:
+                continue
+            base, noise = WIDE_BASE[stem]
+            v = round(base + rng.normal() * noise, 3)
+            q = 0
+            x = rng.random()
+            if x < 0.01:
+                vals = VALUES[stem]
+                v = vals[int(rng.integers(0, len(vals)))]
+            elif x < 0.012:
+                q = int(rng.choice([1, 2, 3]))
+            out.append(Reading("E1", tag, t0 + int(rng.integers(0, 4000)), v, q))
+    out.sort(key=lambda r: r.ts_ms)
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**31), st.integers(5, 60), st.lists(st.integers(1, 400), max_size=8))
+def test_mostly_quiet_plant_engine_equals_reference(wide_engines, seed, rounds, cut_sizes):
+    engine, ref = wide_engines
+    readings = wide_stream(seed, rounds)
+    if not readings:
+        return
+    cuts, at_ = [], 0
+    for c in cut_sizes:
+        at_ += c
+        if at_ < len(readings):
+            cuts.append(at_)
+    final = readings[-1].ts_ms + 60_000
+    ref_state, ref_events = run_batches(ref, readings, [], final)
+    eng_state, eng_events = run_batches(engine, readings, cuts, final)
+    assert _by_id(eng_events) == _by_id(ref_events)
+    assert eng_state == ref_state
+    one_state, one_events = run_batches(engine, readings, [], final)
+    assert one_events == ref_events
+    assert one_state == ref_state
