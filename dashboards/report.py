@@ -60,7 +60,7 @@ class DailyReport:
     district: str | None  # None: the whole city
     start_ms: int
     end_ms: int
-    warnings_by_district: dict[str, dict[str, int]]  # raised that day, district -> colour -> n
+    warnings_by_district: dict[str, dict[str, int]]  # district -> highest colour -> n
     overdue: list[OverdueRow]
     online: list[OnlineRow]
     bad_actors: list[BadActorRow]
@@ -130,20 +130,29 @@ def _alarm_events(influx: Influx, start: int, end: int, district: str | None) ->
     return out
 
 
-def _warnings_raised(
+def _warnings_by_colour(
     influx: Influx, start: int, end: int, district: str | None, registry: Registry
 ) -> dict[str, dict[str, int]]:
+    """Warnings raised or upgraded during the day, each counted once at the highest colour
+    it reached that day (warnings start low and are upgraded as conditions persist)."""
     flux = "\n".join(
         [
             SOURCE,
-            '  |> filter(fn: (r) => r._measurement == "warning" and r._field == "warning_id"'
-            f' and r.state == "raised"{_district_filter(district)})',
+            '  |> filter(fn: (r) => r._measurement == "warning" and '
+            '(r._field == "warning_id" or r._field == "rank") and r.state != "closed"'
+            f"{_district_filter(district)})",
+            '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
             "  |> group()",
         ]
     )
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    top: dict[str, tuple[int, str, str]] = {}
     for r in influx.records(flux, start, end):
-        counts[r["district"]][r["colour"]] += 1
+        wid = r["warning_id"]
+        if wid not in top or r["rank"] > top[wid][0]:
+            top[wid] = (r["rank"], r["district"], r["colour"])
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for _rank, dist, colour in top.values():
+        counts[dist][colour] += 1
     districts = {p.district for p in registry if not district or p.district == district}
     return {d: {c: counts[d][c] for c in COLOURS} for d in sorted(districts)}
 
@@ -282,7 +291,7 @@ def collect(
         district=district,
         start_ms=start,
         end_ms=end,
-        warnings_by_district=_warnings_raised(influx, start, end, district, registry),
+        warnings_by_district=_warnings_by_colour(influx, start, end, district, registry),
         overdue=overdue,
         online=_online(influx, start, end, district, registry),
         bad_actors=bad,

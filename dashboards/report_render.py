@@ -57,7 +57,7 @@ def chart_warnings(plt, rep: DailyReport):
         vals = [rep.warnings_by_district[d][c] for d in districts]
         ax.bar(districts, vals, bottom=bottom, color=BAR_COLOURS[c], label=f"{COLOUR_ZH[c]} {c}")
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-    ax.set_title("预警 Warnings raised by district and colour")
+    ax.set_title("预警 Warnings by district and highest colour of the day")
     ax.set_ylabel("warnings")
     ax.legend(fontsize=8)
     ax.yaxis.get_major_locator().set_params(integer=True)
@@ -93,7 +93,7 @@ def chart_online(plt, rep: DailyReport):
     ax.set_xlim(min([90.0, *vals]) - 1 if vals else 90, 100.5)
     ax.set_xlabel("online rate %")
     ax.set_title("在线率 Online rate per enterprise")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -192,6 +192,7 @@ def _table_page(
             )
             t.auto_set_font_size(False)
             t.set_fontsize(8)
+            t.auto_set_column_width(list(range(len(head))))
             t.scale(1, 1.3)
         else:
             ax.text(0, 0.95, "None 无", fontsize=11, va="top")
@@ -244,6 +245,7 @@ def render_pdf(rep: DailyReport, path: Path, pngs: dict[str, bytes] | None = Non
         )
         t.auto_set_font_size(False)
         t.set_fontsize(9)
+        t.auto_set_column_width(list(range(len(head))))
         t.scale(1, 1.4)
         pdf.savefig(fig)
         plt.close(fig)
