@@ -222,6 +222,26 @@ def test_figures_match_the_simulated_day(filled):
     worst = panel("Chattering")[0]
     assert worst["max_per_minute"] == max(per_min.values())
     overview = next(g.model for g in dashboards if g.uid == "hw-overview")
+    bars = next(p for p in overview["panels"] if p["title"].startswith("Open warnings"))
+    shown = {
+        (r["district"], c): r[c]
+        for r in influx.records(
+            bars["targets"][0]["query"], day.start_ms, day.end_ms, variables=every
+        )
+        for c in ("blue", "yellow", "orange", "red")
+        if r.get(c) is not None
+    }
+    districts = {p.enterprise_code: p.district for p in day.registry}
+    last = {}
+    for w in sorted(day.warnings, key=lambda w: w.ts_ms):
+        if day.start_ms <= w.ts_ms < day.end_ms:
+            last[w.warning_id] = w
+    expected = {}
+    for w in last.values():
+        if w.state != "closed":
+            k = (districts[w.enterprise_code], str(w.colour))
+            expected[k] = expected.get(k, 0) + 1
+    assert shown == expected and expected  # open at the end of the day, by latest colour
     online = next(p for p in overview["panels"] if p["title"] == "Online rate")
     (row,) = influx.records(
         online["targets"][0]["query"],

@@ -122,8 +122,23 @@ def test_daily_report_cli_writes_html_and_pdf_with_charts_and_tables(
         "值班日报",
     ):
         assert expected in text, expected
-    for district in sorted({p.district for p in day.registry}):
-        assert district in text  # CJK names survive into the PDF
+    # The warnings table: per district, warnings of the day at their highest colour.
+    districts = {p.enterprise_code: p.district for p in day.registry}
+    top = {}
+    for w in day.warnings:
+        if day.start_ms <= w.ts_ms < day.end_ms and w.state != "closed":
+            top[w.warning_id] = max(top.get(w.warning_id, 0), w.colour.rank)
+    by_district = {}
+    for w in day.warnings:
+        if w.warning_id in top:
+            by_district.setdefault(districts[w.enterprise_code], {})[w.warning_id] = top[
+                w.warning_id
+            ]
+    for district in sorted(set(districts.values())):
+        ranks = list(by_district.get(district, {}).values())
+        cells = [str(ranks.count(r)) for r in (4, 3, 2, 1)] + [str(len(ranks))]
+        rows = [ln.split() for ln in text.splitlines() if ln.strip().startswith(district)]
+        assert [district, *cells] in rows, (district, cells)  # CJK names survive too
     # The chattering/flood point is the top bad actor; the overdue warning is listed.
     firing = [a for a in day.alarms if a.state == "firing"]
     top = max(
