@@ -229,35 +229,42 @@ class Simulation:
         speed: float | None = None,
     ) -> Iterator[SimStep]:
         """Steps of `step_ms` simulated time with the batch payloads delivered in each (empty
-        steps too, so a consumer's timers advance during an outage). Runs until `end_ms`
-        (forever if None). With `speed`, each step is yielded no earlier than its simulated
-        time divided by `speed` after the first (wall clock)."""
+        steps too, so a consumer's timers advance during an outage), on a fixed grid from the
+        current simulated time; the last step ends exactly at `end_ms` (forever if None).
+        With `speed`, each step is yielded no earlier than its simulated time divided by
+        `speed` after the first (wall clock)."""
         if step_ms <= 0:
             raise ValueError(f"step_ms must be > 0, got {step_ms}")
         wall0 = time.monotonic()
-        sim0 = self._generated_until
-        now = self._generated_until
-        horizon = end_ms if end_ms is not None else None
-        while horizon is None or now < horizon:
+        sim0 = now = self._generated_until
+        edge = sim0 + step_ms  # end of the step being filled
+        carry: Batch | None = None  # delivered readings not yet in a yielded step
+
+        def emit(b: Batch, lo: int, hi: int, step_end: int) -> SimStep:
+            msgs, counts = self._encoder.encode(b, lo, hi)
+            if speed:
+                delay = wall0 + (step_end - sim0) / 1000.0 / speed - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            return SimStep(step_end, msgs, hi - lo, counts)
+
+        while end_ms is None or now < end_ms:
             chunk_end = (
                 self.model.start_ms + (self.model.chunk_index(now) + 1) * self.model.chunk_ms
             )
-            stop = chunk_end if horizon is None else min(chunk_end, horizon)
-            for batch in self.deliveries(stop, final=stop == horizon):
-                cuts = np.searchsorted(
-                    batch.deliver_ms, np.arange(now + step_ms, stop + step_ms, step_ms)
-                )
+            stop = chunk_end if end_ms is None else min(chunk_end, end_ms)
+            for batch in self.deliveries(stop, final=stop == end_ms):
+                b = batch if carry is None else _concat([carry, batch])
                 lo = 0
-                for k, hi in enumerate(cuts):
-                    step_end = min(now + (k + 1) * step_ms, stop)
-                    msgs, counts = self._encoder.encode(batch, lo, int(hi))
-                    if speed:
-                        delay = wall0 + (step_end - sim0) / 1000.0 / speed - time.monotonic()
-                        if delay > 0:
-                            time.sleep(delay)
-                    yield SimStep(step_end, msgs, int(hi) - lo, counts)
-                    lo = int(hi)
+                while edge <= stop:
+                    hi = int(np.searchsorted(b.deliver_ms, edge))
+                    yield emit(b, lo, hi, edge)
+                    lo = hi
+                    edge += step_ms
+                carry = _take(b, slice(lo, len(b)))
             now = stop
+        if carry is not None and end_ms is not None and edge - step_ms < end_ms:
+            yield emit(carry, 0, len(carry), end_ms)  # the last, shorter step
 
     # -- replay file ------------------------------------------------------------------------
     def write_readings_csv(
