@@ -148,7 +148,8 @@ def _table(arr: np.ndarray, keys: tuple[str, ...]) -> dict:
     return {
         "keys": "\n".join(keys),
         "fields": [
-            [name, arr.dtype[name].str, list(arr.dtype[name].shape)] for name in arr.dtype.names
+            [name, arr.dtype[name].base.str, list(arr.dtype[name].shape)]
+            for name in arr.dtype.names
         ],
         "data": arr.tobytes(),
     }
@@ -172,8 +173,11 @@ def restore(table: dict, target: np.ndarray, keys: tuple[str, ...]) -> np.ndarra
     """Copy saved records into `target` by key and field name (fields or keys that no longer
     exist are dropped; new ones keep the defaults already in `target`)."""
     saved_keys = table["keys"].split("\n") if table["keys"] else []
-    dtype = np.dtype([(n, s, tuple(sh)) for n, s, sh in table["fields"]])
-    saved = np.frombuffer(table["data"], dtype=dtype)
+    try:
+        dtype = np.dtype([(n, s, tuple(sh)) for n, s, sh in table["fields"]])
+        saved = np.frombuffer(table["data"], dtype=dtype)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise StateFormatError(f"engine state: unreadable records ({exc})") from None
     if len(saved) != len(saved_keys):
         raise StateFormatError("engine state: record count does not match its keys")
     index = {k: i for i, k in enumerate(keys)}
