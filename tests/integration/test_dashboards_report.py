@@ -222,3 +222,33 @@ def test_collect_takes_overdue_and_handling_times_from_the_alert_store(filled, t
     assert list(rep.warnings_by_district) == [district]
     assert {o.district for o in rep.online} == {district}
     assert any("alert store" in s for s in rep.sources)
+
+
+def test_a_day_without_data_still_renders_a_report(filled, tmp_path, monkeypatch, capsys):
+    cfg, day, reg_path = filled
+    monkeypatch.setenv("HW_INFLUX__URL", cfg.url)
+    monkeypatch.setenv("HW_INFLUX__TOKEN", cfg.token)
+    monkeypatch.setenv("HW_INFLUX__BUCKET", cfg.bucket)
+    district = sorted({p.district for p in day.registry})[0]
+    rc = main(
+        [
+            "report",
+            "daily",
+            "--date",
+            "2026-11-20",
+            "--registry",
+            str(reg_path),
+            "--out",
+            str(tmp_path),
+            "--district",
+            district,
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    pdf = tmp_path / f"daily-2026-11-20-{district}.pdf"
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"{district} — 2026-11-20 (UTC+8)" in text
+    assert "Alarms raised 报警: 0" in text
+    assert text.count("None 无") == 3  # bad actors, online rate, overdue dispositions
