@@ -173,8 +173,14 @@ def restore(table: dict, target: np.ndarray, keys: tuple[str, ...]) -> np.ndarra
     """Copy saved records into `target` by key and field name (fields or keys that no longer
     exist are dropped; new ones keep the defaults already in `target`)."""
     saved_keys = table["keys"].split("\n") if table["keys"] else []
+    fields = []
+    for n, s, sh in table["fields"]:
+        if s.startswith("|V") and n in (target.dtype.names or ()):
+            # states written before subarray fields were stored by their base type
+            s, sh = target.dtype[n].base.str, list(target.dtype[n].shape)
+        fields.append((n, s, tuple(sh)))
     try:
-        dtype = np.dtype([(n, s, tuple(sh)) for n, s, sh in table["fields"]])
+        dtype = np.dtype(fields)
         saved = np.frombuffer(table["data"], dtype=dtype)
     except (TypeError, ValueError, KeyError) as exc:
         raise StateFormatError(f"engine state: unreadable records ({exc})") from None

@@ -71,7 +71,7 @@ def test_process_never_modifies_its_input_state(engine):
 def test_hot_reload_keeps_open_alarms_and_timers_of_points_that_still_exist(tmp_path, plant):
     old = Engine(load_ruleset(None, plant), plant)
     state, ev = run(old, [rd("AT-NH3", 1, 60.0), rd("AT-O2", 1, 20.9)])
-    nh3 = [e for e in ev if e.tag == "AT-NH3"][0]
+    nh3 = next(e for e in ev if e.tag == "AT-NH3")
     # new registry: AT-O2 removed, a new point added; new rules change the NH3 on-delay
     pts = [p for p in plant if p.tag != "AT-O2"] + [
         point("PT-301", "pressure", "MPa", gw="G3", h=1.0)
@@ -125,3 +125,16 @@ def test_process_columns_is_the_same_as_process(engine):
     assert engine.point_index("E1/NOPE") == -1
     with pytest.raises(ValueError, match="same length"):
         engine.process_columns(engine.initial_state(T0), idx, ts[:-1], val, q, at(1))
+
+
+def test_states_saved_before_subarray_fields_had_their_base_type_still_load(engine):
+    import msgspec
+
+    state, _ = run(engine, STREAM)
+    obj = msgspec.msgpack.decode(state.to_bytes())
+    for name in ("points", "gateways", "votes"):
+        arr = getattr(state, name)
+        obj[name]["fields"] = [
+            [n, arr.dtype[n].str, list(arr.dtype[n].shape)] for n in arr.dtype.names
+        ]  # the old '|V32' form
+    assert engine.load_state(msgspec.msgpack.encode(obj)) == state
