@@ -45,7 +45,7 @@ ENTERPRISE_TAG = "hazardwatch-enterprise"
 FOLDERS = {
     "overview": "City",
     "enterprise": "Enterprises",
-    "alarms": "Alarm management",
+    "alarms": "Alarms",
     "pipeline": "Operations",
 }
 
@@ -96,8 +96,9 @@ class Generated:
 
     @property
     def path(self) -> str:
-        slug = re.sub(r"[^a-z0-9]+", "-", self.folder.lower()).strip("-")
-        return f"{slug}/{self.uid}.json"
+        # The directory is the folder title: Grafana's file provisioning
+        # (foldersFromFilesStructure) then makes the same folders as `dashboards push`.
+        return f"{self.folder}/{self.uid}.json"
 
 
 def enterprise_uid(enterprise_code: str) -> str:

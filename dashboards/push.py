@@ -57,7 +57,8 @@ def datasource_model(src: InfluxSource) -> dict[str, Any]:
 
 
 def folder_uid(title: str) -> str:
-    return "hw-" + "-".join(title.lower().split())
+    """Folders and dashboards share one uid space in Grafana 10, hence the `folder` part."""
+    return "hw-folder-" + "-".join(title.lower().split())
 
 
 @dataclass

@@ -21,17 +21,17 @@ def test_build_writes_sorted_json_and_check_reports_drift(tmp_path, clean_env, c
     assert "5 dashboards in" in capsys.readouterr().out
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json"))
     assert files == [
-        "alarm-management/hw-alarms.json",
-        "city/hw-overview.json",
-        "enterprises/hw-ent-QJHG01.json",
-        "enterprises/hw-ent-QJYH01.json",
-        "operations/hw-pipeline.json",
+        "Alarms/hw-alarms.json",
+        "City/hw-overview.json",
+        "Enterprises/hw-ent-QJHG01.json",
+        "Enterprises/hw-ent-QJYH01.json",
+        "Operations/hw-pipeline.json",
     ]
     args = ["dashboards", "build", "--registry", str(REGISTRY), "--out", str(out), "--check"]
     assert main(args) == 0
-    (out / "city/hw-overview.json").write_text("{}", encoding="utf-8")
+    (out / "City/hw-overview.json").write_text("{}", encoding="utf-8")
     assert main(args) == 1
-    assert "differs: city/hw-overview.json" in capsys.readouterr().out
+    assert "differs: City/hw-overview.json" in capsys.readouterr().out
 
 
 def test_build_errors_are_one_line(tmp_path, clean_env, capsys):

@@ -133,9 +133,9 @@ def test_changing_a_rule_threshold_moves_that_limit_line_in_the_output(tmp_path,
         for p in out.rglob("*.json")
         if p.read_text(encoding="utf-8") != (GOLDEN / p.relative_to(out)).read_text("utf-8")
     }
-    assert changed == {"enterprises/hw-ent-QJHG01.json"}
-    new = json.loads((out / "enterprises/hw-ent-QJHG01.json").read_text(encoding="utf-8"))
-    old = json.loads((GOLDEN / "enterprises/hw-ent-QJHG01.json").read_text(encoding="utf-8"))
+    assert changed == {"Enterprises/hw-ent-QJHG01.json"}
+    new = json.loads((out / "Enterprises/hw-ent-QJHG01.json").read_text(encoding="utf-8"))
+    old = json.loads((GOLDEN / "Enterprises/hw-ent-QJHG01.json").read_text(encoding="utf-8"))
     assert _limit_lines(new, "LT-101") == [
         (None, "orange"),
         (10.0, "green"),

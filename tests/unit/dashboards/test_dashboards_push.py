@@ -54,16 +54,16 @@ def test_first_push_creates_datasource_folders_and_dashboards(env, grafana, caps
     assert {f["title"] for f in grafana.folders.values()} == {
         "City",
         "Enterprises",
-        "Alarm management",
+        "Alarms",
         "Operations",
     }
     placed = {uid: d["folderUid"] for uid, d in grafana.dashboards.items()}
     assert placed == {
-        "hw-overview": "hw-city",
-        "hw-alarms": "hw-alarm-management",
-        "hw-pipeline": "hw-operations",
-        "hw-ent-QJHG01": "hw-enterprises",
-        "hw-ent-QJYH01": "hw-enterprises",
+        "hw-overview": "hw-folder-city",
+        "hw-alarms": "hw-folder-alarms",
+        "hw-pipeline": "hw-folder-operations",
+        "hw-ent-QJHG01": "hw-folder-enterprises",
+        "hw-ent-QJYH01": "hw-folder-enterprises",
     }
     ds = grafana.datasources["hazardwatch-influx"]
     assert ds["jsonData"]["version"] == "Flux"
@@ -139,7 +139,7 @@ def test_datasource_drift_is_repaired_and_a_renamed_folder_is_kept(grafana):
     api = connect(grafana.url, TOKEN)
     push(api, dashboards, src)
     grafana.datasources["hazardwatch-influx"]["url"] = "http://elsewhere:8086"
-    grafana.folders["hw-city"]["title"] = "城市总览"  # renamed in the UI: matched by uid
+    grafana.folders["hw-folder-city"]["title"] = "城市总览"  # renamed in the UI: matched by uid
     report = push(api, dashboards, src)
     assert [a for a in report.actions if a[0] != "unchanged"] == [
         ("updated", "datasource", DATASOURCE_NAME)
