@@ -315,3 +315,27 @@ def test_interval_scale_makes_gateways_poll_faster(tmp_path) -> None:
     assert {p.expected_interval_s for p in load_registry(out)} <= {1.0, 1.5, 3.0, 6.0}
     with pytest.raises(ValueError, match="must be > 0"):
         scale_intervals(reg, 0)
+
+
+def test_simulate_score_in_process_finds_every_incident(capsys) -> None:
+    rc = main(
+        [
+            "simulate",
+            "--points",
+            "150",
+            "--duration",
+            "4h",
+            "--seed",
+            "5",
+            "--start",
+            START,
+            "--score",
+            "--json",
+        ]
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    sc = summary["score"]
+    assert (sc["incidents"], sc["detected"], sc["missed"], sc["false_alarms"]) == (9, 9, 0, 0)
+    assert sc["rejects"] == 0 and sc["false_per_1000_point_days"] == 0.0
+    assert all(r["time_to_detect_s"] is not None for r in sc["results"])
