@@ -107,10 +107,13 @@ def compliance_problems(
                     )
                     out.append(
                         _problem(
-                            registry_name if t.pack == "registry" else t.rule,
+                            registry_name
+                            if t.pack == "registry"
+                            else ruleset.rule_files.get(t.rule, t.rule),
                             f"{p.key}.{t.level}",
                             f"{t.level} <= {limit:.4g} {p.unit} (GB/T 50493 {std_pack.version})",
                             f"{t.value:g} {p.unit} from {origin}",
+                            raw=True,
                         )
                     )
         if p.parameter not in _NO_LIMIT_PARAMETERS and pr.limit is None:

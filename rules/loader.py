@@ -74,8 +74,10 @@ class RuleFileError(Exception):
         super().__init__(f"{len(problems)} problem(s) in rule files:\n" + "\n".join(lines))
 
 
-def _problem(file: str, path: str, expected: str, got: Any, line: int | None = None) -> RuleProblem:
-    got_s = got if isinstance(got, str) and got.startswith("<") else _short(got)
+def _problem(
+    file: str, path: str, expected: str, got: Any, line: int | None = None, *, raw: bool = False
+) -> RuleProblem:
+    got_s = got if isinstance(got, str) and (raw or got.startswith("<")) else _short(got)
     where = f"{file}:{line}" if line else file
     loc = f" {path}:" if path else ""
     return RuleProblem(
@@ -223,6 +225,7 @@ class RuleSet:
     files: tuple[str, ...] = ()
     registry_version: str = ""
     lint: tuple[RuleProblem, ...] = field(default=(), compare=False)
+    rule_files: Mapping[str, str] = field(default_factory=dict, compare=False)  # rule -> file
 
     def thresholds_for(self, point_key: str) -> tuple[Threshold, ...]:
         """Every set point of a point, low side first then high side, least severe first
@@ -966,4 +969,8 @@ def build_ruleset(
         gateways=gateways,
         files=tuple(n for n, _r, _m in files),
         registry_version=registry.version,
+        rule_files=MappingProxyType(
+            {r.name: p.file for p in packs for r in p.data.rules}
+            | {r.name: n for n, _raw, rf in files for r in rf.rules}
+        ),
     )
