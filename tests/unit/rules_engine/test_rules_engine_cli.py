@@ -109,8 +109,8 @@ def test_gas_set_points_above_the_standard_are_flagged(tmp_path, capsys):
     ) in out
     assert "E1/AT-1.L2: expected L2 <= 56.47 ppm" in out
     assert (
-        f"{rules}/a.rules.yaml: E1/AT-2.L1: expected L1 <= 25 %LEL (GB/T 50493 2019-amend1), got 30 "
-        "%LEL from rule ch4-lax"
+        f"{rules}/a.rules.yaml: E1/AT-2.L1: expected L1 <= 25 %LEL (GB/T 50493 2019-amend1), "
+        "got 30 %LEL from rule ch4-lax"
     ) in out
     assert "E1/AT-2.L2" not in out  # 50 %LEL is allowed
 
