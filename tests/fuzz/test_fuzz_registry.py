@@ -5,9 +5,11 @@ a line of the file; a bad row never hides another; YAML tags never run code."""
 
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import math
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -28,6 +30,7 @@ FUZZ = settings(
 )
 
 _DIR = Path(tempfile.mkdtemp(prefix="hw-fuzz-registry-"))
+atexit.register(shutil.rmtree, _DIR, True)
 
 
 def _load(data: bytes, suffix: str):
