@@ -10,7 +10,6 @@ spreads incidents over a run on subjects that never share a gateway at the same 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Any
@@ -581,12 +580,3 @@ def schedule_incidents(
         )
         out.append(inc)
     return out
-
-
-def minimum_run_ms(model: SignalModel, kinds: Iterable[IncidentKind | str] = ALL_KINDS) -> int:
-    """A rough lower bound on the run length that `schedule_incidents` needs for `kinds`."""
-    total = 10 * MIN_MS
-    for k in kinds:
-        k = IncidentKind(k)
-        total += DEFAULT_DURATION_MS[k] or 40 * MIN_MS
-    return math.ceil(total)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import NamedTuple
 
 import numpy as np
@@ -443,9 +442,3 @@ def stream(
         registry, seed=seed, start_ms=start_ms, incidents=incidents, topic_prefix=topic_prefix
     )
     return sim.stream(end_ms, step_ms=step_ms, speed=speed)
-
-
-def utc_ms(dt: datetime | None = None) -> int:
-    """Epoch ms of an aware datetime (now, rounded down to the minute, if None)."""
-    dt = dt or datetime.now(UTC).replace(second=0, microsecond=0)
-    return int(dt.timestamp() * 1000)
