@@ -335,35 +335,66 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         for w in step.events:
             metrics.observe_warning(str(w.colour), str(w.state))
 
+    async def apply(key: bytes, step: Step, readings: list[Any]) -> None:
+        await emit(key, step)
+        engine_table[key] = step.engine
+        warning_table[key] = step.warnings
+        feed().submit(BatchOutcome(readings=readings, alarms=step.alarms, warnings=step.events))
+
     @app.agent(readings, name="rules")
     async def rules_agent(stream: Any) -> None:
+        """Events are taken in small batches (up to 2,000 or 20 ms) and evaluated per
+        enterprise in one engine call, so the state of an enterprise is decoded, evaluated and
+        written to its changelog once per batch rather than once per gateway upload."""
         from ingest.codec import decode_readings
 
-        async for event in stream.events():
-            key: bytes = event.key
-            ent = key.decode()
+        async for events in stream.take_events(2000, within=0.02):
             now = wall_ms()
             c = core()
-            headers = dict(event.headers or {})
-            control = headers.get(CONTROL_HEADER)
-            if control == b"close-warning":
-                step = c.close_warning(
-                    ent, engine_table.get(key), warning_table.get(key), event.value.decode(), now
-                )
-            else:
-                rs = decode_readings(event.value)
-                step = c.process(ent, engine_table.get(key), warning_table.get(key), rs, now)
-                metrics.observe_batch(
-                    1, len(rs), now - min((r.received_ms for r in rs), default=now)
-                )
-            await emit(key, step)
-            engine_table[key] = step.engine
-            warning_table[key] = step.warnings
-            feed().submit(
-                BatchOutcome(
-                    readings=[] if control else rs, alarms=step.alarms, warnings=step.events
-                )
-            )
+            by_key: dict[bytes, list[Any]] = {}
+            n_readings = 0
+            for event in events:
+                by_key.setdefault(event.key, []).append(event)
+            for key, evs in by_key.items():
+                ent = key.decode()
+                pending: list[Any] = []
+                for event in evs:
+                    control = dict(event.headers or {}).get(CONTROL_HEADER)
+                    if control is None:
+                        rs = decode_readings(event.value)
+                        n_readings += len(rs)
+                        pending.extend(rs)
+                        continue
+                    # a command is ordered with the readings around it: evaluate those first
+                    if pending:
+                        await apply(
+                            key,
+                            c.process(
+                                ent, engine_table.get(key), warning_table.get(key), pending, now
+                            ),
+                            pending,
+                        )
+                        pending = []
+                    if control == b"close-warning":
+                        await apply(
+                            key,
+                            c.close_warning(
+                                ent,
+                                engine_table.get(key),
+                                warning_table.get(key),
+                                event.value.decode(),
+                                now,
+                            ),
+                            [],
+                        )
+                if pending:
+                    await apply(
+                        key,
+                        c.process(ent, engine_table.get(key), warning_table.get(key), pending, now),
+                        pending,
+                    )
+            oldest = min((e.message.timestamp for e in events), default=now / 1000)
+            metrics.observe_batch(len(events), n_readings, now - oldest * 1000)
 
     @app.agent(transitions, name="alerts")
     async def alerts_agent(stream: Any) -> None:
