@@ -6,7 +6,7 @@ the open alarms and timers of the points that still exist.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgspec
 import numpy as np
@@ -117,7 +117,6 @@ class EngineState:
     vote_keys: tuple[str, ...]
     start_ms: int
     now_ms: int  # timers up to here have been evaluated
-    extra: dict = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         """msgpack: records keyed by point/gateway/vote key (see module doc)."""

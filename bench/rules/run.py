@@ -127,7 +127,7 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=10_000)
     ap.add_argument("--readings", type=int, default=1_000_000)
     ap.add_argument("--ref", type=int, default=200_000, help="readings for the comparison")
-    ap.add_argument("--batch", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=200_000)
     args = ap.parse_args()
 
     reg, base, noise = build_registry(args.points)
