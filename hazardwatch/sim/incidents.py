@@ -562,10 +562,28 @@ def schedule_incidents(
                 duration_ms=durations[kind] or None,
             )
             if trial.end_ms > end_ms:
-                raise ValueError(
-                    f"a {kind} incident needs until {iso_ms(trial.end_ms)} but the run ends at "
-                    f"{iso_ms(end_ms)}: make the run longer or schedule fewer incidents"
+                # Its signals outlast the run (a leak's plume decays, a tank drains back):
+                # start it earlier by the overshoot, if the run leaves room for that.
+                earlier = t0 - (trial.end_ms - end_ms) - MIN_MS
+                if earlier < start_ms + warmup_ms:
+                    raise ValueError(
+                        f"a {kind} incident needs until {iso_ms(trial.end_ms)} but the run "
+                        f"ends at {iso_ms(end_ms)}: the run is too short for its incidents"
+                    )
+                trial = make_incident(
+                    model,
+                    kind,
+                    earlier,
+                    subject,
+                    rng,
+                    incident_id=f"{id_prefix}-{n + 1:04d}",
+                    duration_ms=durations[kind] or None,
                 )
+                if trial.end_ms > end_ms:
+                    raise ValueError(
+                        f"a {kind} incident cannot end before the run does "
+                        f"({iso_ms(end_ms)}): the run is too short for its incidents"
+                    )
             key = (subject[0], subject[1])
             # Keep a margin after each incident so alarms clear before the next one.
             if all(
