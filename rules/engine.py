@@ -154,6 +154,8 @@ class Engine:
         ts = np.asarray(ts_ms, dtype=np.int64)
         val = np.asarray(value, dtype=np.float64)
         q = np.asarray(quality, dtype=np.int64)
+        if len(idx) and idx.max() >= len(plan.keys):
+            raise ValueError("process_columns: point_index beyond the registry (use point_index)")
         if not (len(idx) == len(ts) == len(val) == len(q)):
             raise ValueError(
                 "process_columns: point_index, ts_ms, value and quality must have the same length"
@@ -320,6 +322,7 @@ class Engine:
         vmax = np.maximum.reduceat(v, starts)
         vmin = np.minimum.reduceat(v, starts)
         bad = np.maximum.reduceat(qq, starts) > 1  # fault (2) or maintenance (3) inside
+        bad |= ~np.isfinite(vmax) | ~np.isfinite(vmin)  # NaN/inf anywhere: a fault
         bad |= plan.is_event[up]
         bad |= plan.has_fault[up] & ((vmin < plan.range_lo[up]) | (vmax > plan.range_hi[up]))
         # offline: the largest silence (from the last reading before the batch), older data

@@ -228,8 +228,8 @@ class RuleSet:
     rule_files: Mapping[str, str] = field(default_factory=dict, compare=False)  # rule -> file
 
     def thresholds_for(self, point_key: str) -> tuple[Threshold, ...]:
-        """Every set point of a point, low side first then high side, least severe first
-        (empty for an unknown point). Dashboards draw limit lines from this."""
+        """Every set point of a point in ascending value order (LL, L, H, HH; L1, L2), empty
+        for an unknown point or one without limits. Dashboards draw limit lines from this."""
         pr = self.points.get(point_key)
         if pr is None or pr.limit is None:
             return ()

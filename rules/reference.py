@@ -460,21 +460,13 @@ class Machine:
         if q == 3:
             self._cancel_pending(s)
             return
-        faulty, bound = self._faulty(i, v, q)
+        faulty, bound, why = self._faulty(i, v, q)
         if faulty:
             if pr.fault is not None:
                 if not s.fault:
                     s.fault = 1
                     s.dup[D_FAULT] = _dup(s.fault_start, s.dup[D_FAULT], ts)
                     s.fault_start = ts
-                    why = (
-                        "device reports a fault"
-                        if q == 2
-                        else (
-                            f"outside the measuring range {pr.fault.range_low:g}.."
-                            f"{pr.fault.range_high:g}"
-                        )
-                    )
                     self.emit(
                         ts,
                         i,
@@ -596,17 +588,20 @@ class Machine:
         for t in plan.tanks_of_valve.get(i, ()):
             self._interlock(t, ts, backfill)
 
-    def _faulty(self, i: int, v: float, q: int) -> tuple[bool, float | None]:
+    def _faulty(self, i: int, v: float, q: int) -> tuple[bool, float | None, str]:
+        """(faulty?, the range bound crossed, why) for a reading of point i."""
         f = self.plan.rules[i].fault
         if q == 2:
-            return True, None
+            return True, None, "device reports a fault"
+        if not math.isfinite(v):
+            return True, None, "not a finite number"
         if f is None:
-            return False, None
+            return False, None, ""
         if f.range_low is not None and v < f.range_low:
-            return True, f.range_low
+            return True, f.range_low, f"below the measuring range (low {f.range_low:g})"
         if f.range_high is not None and v > f.range_high:
-            return True, f.range_high
-        return False, None
+            return True, f.range_high, f"above the measuring range (high {f.range_high:g})"
+        return False, None, ""
 
     @staticmethod
     def _cancel_pending(s: PointState) -> None:

@@ -394,3 +394,23 @@ def test_unknown_points_are_ignored(plant):
 
 def test_registry_fixture_is_the_shared_plant(plant):
     assert [p.key for p in plant] == [p.key for p in plant_registry()]
+
+
+def test_a_range_with_one_bound_and_non_finite_values_are_faults():
+    reg = Registry([point("PT-1", "pressure", "MPa", gw="GA", range_high=4.0, h=2.0)])
+    r = [
+        rd("PT-1", 1, 1.0),
+        rd("PT-1", 2, 4.5),
+        rd("PT-1", 3, 1.0),
+        rd("PT-1", 4, float("nan")),
+        rd("PT-1", 5, 1.0),
+    ]
+    _, _, ev = run(reg, [(r, 5)])
+    assert brief(ev) == [
+        (2.0, "PT-1", "fault", None, "firing"),
+        (3.0, "PT-1", "fault", None, "cleared"),
+        (4.0, "PT-1", "fault", None, "firing"),
+        (5.0, "PT-1", "fault", None, "cleared"),
+    ]
+    assert ev[0].message == "above the measuring range (high 4)"
+    assert ev[2].message == "not a finite number" and ev[2].value is None
