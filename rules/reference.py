@@ -19,7 +19,7 @@ import numpy as np
 from ingest.model import Reading, Registry
 from rules._plan import Plan
 from rules.ids import alarm_id
-from rules.loader import RuleSet
+from rules.loader import LimitSpec, RuleSet, Source, Threshold
 from rules.model import AlarmEvent, AlarmState, Kind, Level
 from rules.state import (
     NO_TS,
@@ -47,14 +47,13 @@ def _dup(prev_start: int, prev_dup: int, start: int) -> int:
 class PointState:
     """Mutable working copy of one point's record (see rules.state.POINT_DTYPE)."""
 
-    __slots__ = (*_FIELDS, "dirty")
+    __slots__ = _FIELDS
 
     @classmethod
     def from_record(cls, rec: np.void) -> PointState:
         s = cls.__new__(cls)
         for name, v in zip(_FIELDS, rec.item(), strict=True):
             setattr(s, name, v.tolist() if name in _LIST_FIELDS else v)
-        s.dirty = False
         return s
 
     def to_tuple(self) -> tuple:
@@ -114,7 +113,6 @@ class Machine:
             st = PointState.__new__(PointState)
             for name, col in zip(_FIELDS, cols, strict=True):
                 setattr(st, name, col[k])
-            st.dirty = False
             self.P[i] = st
 
     def result(self) -> EngineState:
@@ -872,10 +870,8 @@ class Machine:
                 return
 
 
-def _src(lim, t):
+def _src(lim: LimitSpec, t: Threshold) -> Source:
     """Alarm provenance of a limit transition: the evaluating rule, the threshold's pack."""
-    from rules.loader import Source
-
     return Source(lim.source.rule, t.pack, t.pack_version)
 
 
