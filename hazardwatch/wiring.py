@@ -778,3 +778,41 @@ def build_bridge(settings: Settings) -> BridgeProcess:
         raise
     except Exception as exc:  # noqa: BLE001 - the registry loader lists every problem
         raise WiringError(f"cannot start the bridge: {exc}") from None
+
+
+class SimulatorSource:
+    """The simulated city in real time instead of MQTT (`hazardwatch run --simulate`): the
+    same payloads a gateway would publish, stamped with the wall clock, incidents included."""
+
+    def __init__(
+        self, points: int = 300, seed: int = 7, hours: float = 6.0, topic_prefix: str = "hw"
+    ) -> None:
+        from hazardwatch.sim.simulation import Simulation
+
+        self.sim = Simulation.demo(
+            points=points,
+            seed=seed,
+            start_ms=time.time_ns() // 60_000_000_000 * 60_000,  # this minute: live readings
+            duration_ms=int(hours * 3_600_000),
+            topic_prefix=topic_prefix,
+        )
+        self.registry = self.sim.registry
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, deliver: Callable[[Any], None]) -> None:
+        from hazardwatch.runner import RawMessage, wall_ms
+
+        def run() -> None:
+            for step in self.sim.stream(None, step_ms=1000, speed=1.0):
+                if self._stop.is_set():
+                    return
+                now = wall_ms()
+                for topic, payload in step.messages:
+                    deliver(RawMessage(topic, payload, now))
+
+        self._thread = threading.Thread(target=run, name="hw-simulator", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -27,12 +27,20 @@ def _wait_for_signals(stop: threading.Event, on_hup=None, duration: float | None
     def ask_stop(signum, frame):
         stop.set()
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, ask_stop)
-        signal.signal(signal.SIGINT, ask_stop)
-        if on_hup is not None and hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, lambda *_: on_hup())
-    stop.wait(duration)
+    if threading.current_thread() is not threading.main_thread():
+        stop.wait(duration)
+        return
+    names = ["SIGTERM", "SIGINT"] + (["SIGHUP"] if on_hup is not None else [])
+    sigs = [getattr(signal, n) for n in names if hasattr(signal, n)]
+    previous = {sig: signal.getsignal(sig) for sig in sigs}
+    try:
+        for sig in sigs:
+            hup = on_hup is not None and sig == getattr(signal, "SIGHUP", None)
+            signal.signal(sig, (lambda *_: on_hup()) if hup else ask_stop)
+        stop.wait(duration)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def register(app: typer.Typer) -> None:
@@ -51,10 +59,20 @@ def register(app: typer.Typer) -> None:
         api: Annotated[
             bool, typer.Option("--api/--no-api", help="Serve the alerts API on api.port.")
         ] = True,
+        simulate: Annotated[
+            int | None,
+            typer.Option(
+                "--simulate",
+                metavar="POINTS",
+                help="Read the simulated city (this many points) in real time "
+                "instead of MQTT; no registry needed.",
+            ),
+        ] = None,
     ) -> None:
         """Run the embedded pipeline: MQTT in, rules, alerts, InfluxDB or line-protocol files."""
         from hazardwatch.runner import RunnerConfig
         from hazardwatch.wiring import (
+            SimulatorSource,
             WiringError,
             build_embedded,
             dead_letter_sink,
@@ -69,7 +87,7 @@ def register(app: typer.Typer) -> None:
                 hint="run `hazardwatch bridge` and one or more `hazardwatch worker`, or set "
                 'mode = "embedded" to run in one process',
             )
-        if not s.mqtt.enabled:
+        if simulate is None and not s.mqtt.enabled:
             raise fail(
                 "mqtt.enabled is false: the embedded runner has nothing to read",
                 hint="set HW_MQTT__ENABLED=true with the broker's host/port, or try "
@@ -77,19 +95,29 @@ def register(app: typer.Typer) -> None:
             )
         _configure_logging(s)
         try:
-            source = mqtt_source(s)
-            emb = build_embedded(
-                s,
-                source=source,
-                metrics_port=metrics_port,
-                runner_config=RunnerConfig(),
-                on_reject=dead_letter_sink(s, source),
-                serve_api=api,
-            )
+            if simulate is not None:
+                source = SimulatorSource(points=simulate, topic_prefix=s.mqtt.topic_prefix)
+                emb = build_embedded(
+                    s,
+                    source=source,
+                    registry=source.registry,
+                    metrics_port=metrics_port,
+                    serve_api=api,
+                )
+            else:
+                source = mqtt_source(s)
+                emb = build_embedded(
+                    s,
+                    source=source,
+                    metrics_port=metrics_port,
+                    runner_config=RunnerConfig(),
+                    on_reject=dead_letter_sink(s, source),
+                    serve_api=api,
+                )
         except WiringError as exc:
             raise fail(str(exc), hint=exc.hint) from None
         emb.runner.start()
-        if not source.wait_ready(30):
+        if simulate is None and not source.wait_ready(30):
             emb.runner.stop()
             raise fail(
                 f"no MQTT subscription at {s.mqtt.host}:{s.mqtt.port} within 30 s",
@@ -99,7 +127,8 @@ def register(app: typer.Typer) -> None:
             )
         typer.echo(
             f"hazardwatch embedded: {len(emb.pipeline.stages.registry)} points, ruleset "
-            f"{emb.pipeline.stages.ruleset_version}, mqtt {s.mqtt.host}:{s.mqtt.port}"
+            f"{emb.pipeline.stages.ruleset_version}, "
+            + ("simulated city" if simulate is not None else f"mqtt {s.mqtt.host}:{s.mqtt.port}")
             + (f", metrics :{emb.metrics_port}" if emb.metrics_port else "")
             + (f", api {emb.api.url}" if emb.api is not None else ""),
             err=True,

@@ -47,3 +47,16 @@ def test_run_with_a_broken_registry_names_the_file(clean_env, monkeypatch, capsy
     err = capsys.readouterr().err
     assert "cannot load the rules" in err and "missing required column" in err
     assert "Traceback" not in err
+
+
+def test_run_simulate_needs_no_service_and_writes_time_series(
+    clean_env, monkeypatch, capsys, tmp_path
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HW_STORAGE__DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("HW_METRICS__PORT", "0")
+    assert main(["run", "--simulate", "300", "--for", "8", "--no-api"]) == 0
+    assert "hazardwatch embedded: 300 points" in capsys.readouterr().err
+    lines = "".join(p.read_text() for p in (tmp_path / "var" / "lineprotocol").glob("*.lp"))
+    assert "\nreading," in lines and "\npipeline," in lines
+    assert (tmp_path / "var" / "embedded-engine.db").exists()
