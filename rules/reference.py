@@ -362,7 +362,7 @@ class Machine:
         # -- data arrived: offline, gateway
         if s.offline == 1:
             self.emit(
-                ts,
+                max(ts, s.offline_start),  # late data never clears before the alarm began
                 i,
                 Kind.OFFLINE,
                 None,
@@ -394,7 +394,7 @@ class Machine:
                 rec["alarm"] = 0
                 rule = plan.gw_rules[g]
                 self.emit(
-                    ts,
+                    max(ts, int(rec["start"])),
                     plan.gw_members[g][0],
                     Kind.GATEWAY,
                     None,
@@ -492,7 +492,7 @@ class Machine:
         if s.fault:
             s.fault = 0
             self.emit(
-                ts,
+                max(ts, s.fault_start),
                 i,
                 Kind.FAULT,
                 None,
@@ -683,7 +683,16 @@ class Machine:
             if new == 0:
                 t = side[old - 1]
                 self.emit(
-                    ts, i, lim.kind, t.level, CLEARED, v, t.value, _src(lim, t), aid, backfill
+                    max(ts, s.act_start[side_no]),
+                    i,
+                    lim.kind,
+                    t.level,
+                    CLEARED,
+                    v,
+                    t.value,
+                    _src(lim, t),
+                    aid,
+                    backfill,
                 )
             else:
                 t = side[new - 1]

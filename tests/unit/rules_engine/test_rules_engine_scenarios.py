@@ -414,3 +414,18 @@ def test_a_range_with_one_bound_and_non_finite_values_are_faults():
     ]
     assert ev[0].message == "above the measuring range (high 4)"
     assert ev[2].message == "not a finite number" and ev[2].value is None
+
+
+def test_backfill_after_a_gateway_outage_never_clears_before_the_alarm_began(plant):
+    live = keepalive(G1 + G2, 0, 60)
+    engine, state, ev = run(plant, [(live, 60), (keepalive(G2, 65, 100), 100)])
+    assert brief(ev) == [(90.0, "G1", "gateway", None, "firing")]
+    # the gateway reconnects at 100 s and delivers what it buffered since 65 s
+    buffered = [r for r in keepalive(G1, 65, 100)]
+    buffered = [
+        type(r)(**{**{f: getattr(r, f) for f in r.__struct_fields__}, "backfill": True})
+        for r in buffered
+    ]
+    state, ev = engine.process(state, buffered, at(100))
+    assert brief(ev) == [(90.0, "G1", "gateway", None, "cleared")]
+    assert ev[0].backfill is True
