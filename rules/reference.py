@@ -696,7 +696,32 @@ class Machine:
                 )
             else:
                 t = side[new - 1]
-                self.emit(ts, i, lim.kind, t.level, FIRING, v, t.value, _src(lim, t), aid, backfill)
+                unit = pr.point.unit
+                if lim.kind == Kind.OCCUPANCY:
+                    msg = f"{v:g} {unit} present, quota {t.value:g}"
+                elif (
+                    side_no == 0
+                    and pr.fault is not None
+                    and pr.fault.range_high is not None
+                    and v > pr.fault.range_high
+                ):
+                    msg = f"{v:.4g} {unit} above the detector's range: highest level, latched"
+                else:
+                    where = "at or above" if side_no == 0 else "at or below"
+                    msg = f"{v:.4g} {unit} {where} the {t.level} set point {t.value:.4g} {unit}"
+                self.emit(
+                    ts,
+                    i,
+                    lim.kind,
+                    t.level,
+                    FIRING,
+                    v,
+                    t.value,
+                    _src(lim, t),
+                    aid,
+                    backfill,
+                    message=msg,
+                )
         if changed_high:
             self._votes(i, ts, backfill)
             if self.plan.valve_of[i] >= 0:

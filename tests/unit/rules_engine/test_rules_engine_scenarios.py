@@ -429,3 +429,17 @@ def test_backfill_after_a_gateway_outage_never_clears_before_the_alarm_began(pla
     state, ev = engine.process(state, buffered, at(100))
     assert brief(ev) == [(90.0, "G1", "gateway", None, "cleared")]
     assert ev[0].backfill is True
+
+
+def test_limit_alarms_say_what_crossed_which_set_point(plant, fireworks):
+    _, _, ev = run(
+        plant, [([rd("AT-NH3", 1, 30.0), rd("AT-O2", 1, 19.0), rd("AT-CH4-1", 1, 140.0)], 1)]
+    )
+    msgs = {(e.tag, str(e.kind)): e.message for e in ev}
+    assert msgs[("AT-NH3", "limit")] == "30 ppm at or above the L1 set point 28.23 ppm"
+    assert msgs[("AT-O2", "limit")] == "19 %vol at or below the L set point 19.5 %vol"
+    assert msgs[("AT-CH4-1", "limit")] == (
+        "140 %LEL above the detector's range: highest level, latched"
+    )
+    _, _, ev = run(fireworks, [([rd("NP-1", 1, 5, ent="F1")], 1)])
+    assert ev[0].message == "5 persons present, quota 3"
