@@ -119,6 +119,8 @@ class Plan:
             if pr.interlock is not None:
                 self.interlocked[i] = True
                 self.interlocked[self.valve_of[i]] = True
+        self.has_limit = self.nlev.sum(axis=1) > 0
+        self.has_interlock = np.array(self.valve_of) >= 0
         self.gw_timeout = np.array([g.timeout_ms for g in self.gw_rules], dtype=np.int64)
         self.gw_window = np.array([g.window_ms for g in self.gw_rules], dtype=np.int64)
         # the same as Python lists, for the per-reading machine (numpy scalars are slow there)

@@ -69,14 +69,17 @@ class Engine:
         pts["offline"][stray] = 0
         for g, members in enumerate(p.gw_members):
             gws["inh"][g] = int(np.count_nonzero(pts["offline"][members] == 2))
+        # Fewer levels than before: keep the alarm at the highest level that still exists.
+        # (A point with no limit rule left keeps its record: the machine clears that alarm.)
+        keep = p.has_limit
         for s in (0, 1):
-            over = pts["act"][:, s] > p.nlev[:, s]
+            over = keep & (pts["act"][:, s] > p.nlev[:, s])
             pts["act"][over, s] = p.nlev[over, s]
         valid = np.zeros(len(p.keys), dtype=np.uint8)
         for s in (0, 1):
             for j in (0, 1):
                 valid |= np.where(p.nlev[:, s] > j, 1 << (s * 2 + j), 0).astype(np.uint8)
-        pts["on"] &= valid
+        pts["on"] = np.where(keep, pts["on"] & valid, pts["on"])
         return EngineState(
             pts, gws, votes, p.keys, p.gw_keys, p.vote_keys, int(obj["start_ms"]), now
         )
@@ -298,6 +301,11 @@ class Engine:
         nq = pts["fault"] != 0
         nq |= (pts["since"] != NO_TS).any(axis=1) | (pts["below"] != NO_TS).any(axis=1)
         nq |= (pts["ev"] != 0) | (pts["il"] != 0) | (pts["il_due"] != NO_TS)
+        # open alarms whose rule a hot reload removed: the machine clears them
+        nq |= ((pts["offline"] != 0) & ~plan.has_offline) | ((pts["fault"] != 0) & ~plan.has_fault)
+        nq |= ((pts["stuck"] != 0) & ~plan.has_stuck) | ((pts["rate"] != 0) & ~plan.has_rate)
+        nq |= ((pts["ev"] != 0) & ~plan.is_event) | ((pts["il"] != 0) & ~plan.has_interlock)
+        nq |= ((pts["act"] != 0).any(axis=1) | (pts["on"] != 0)) & ~plan.has_limit
         # a tank at a high level makes its inlet valve's readings matter (il_group adds it)
         nq |= plan.interlocked & (pts["act"][:, 0] > 0)
         drag = pts["offline"] != 0

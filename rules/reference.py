@@ -146,6 +146,7 @@ class Machine:
 
     def seed_point(self, i: int) -> None:
         """Push every pending timer of point i (used when a call starts)."""
+        self._close_orphans(i)
         s = self.pt(i)
         pr = self.plan.rules[i]
         if pr.offline is not None and s.offline == 0:
@@ -159,6 +160,62 @@ class Machine:
             self.push(s.ev_due, T_EVENT, i)
         if s.il_due != NO_TS:
             self.push(s.il_due, T_INTERLOCK, i)
+
+    def _close_orphans(self, i: int) -> None:
+        """After a hot reload that removed a rule, its open alarms on this point are cleared
+        (once, at the time the state had reached) instead of staying open forever."""
+        s = self.pt(i)
+        pr = self.plan.rules[i]
+        key = pr.point.key
+        ts = self.now_ms
+
+        def close(kind: Kind, aid: str) -> None:
+            self.emit(
+                ts,
+                i,
+                kind,
+                None,
+                CLEARED,
+                None,
+                None,
+                _REMOVED,
+                aid,
+                message="its rule was removed by a rules reload",
+            )
+
+        if s.offline and pr.offline is None:
+            if s.offline == 1:
+                close(Kind.OFFLINE, alarm_id("offline", key, "", s.offline_start, s.dup[D_OFFLINE]))
+            s.offline = 0
+        if s.fault and pr.fault is None:
+            close(Kind.FAULT, alarm_id("fault", key, "", s.fault_start, s.dup[D_FAULT]))
+            s.fault = 0
+        if s.stuck and pr.stuck is None:
+            close(Kind.STUCK, alarm_id("stuck", key, "", s.stuck_start, s.dup[D_STUCK]))
+            s.stuck = 0
+        if s.rate and pr.rate is None:
+            close(Kind.RATE, alarm_id("rate", key, "", s.rate_start, s.dup[D_RATE]))
+            s.rate = 0
+        if s.ev and pr.event is None:
+            close(Kind.EVENT, alarm_id("event", key, "", s.ev_start, s.dup[D_EVENT]))
+            s.ev, s.ev_due = 0, NO_TS
+        if (s.il or s.il_due != NO_TS) and pr.interlock is None:
+            if s.il:
+                close(
+                    Kind.INTERLOCK, alarm_id("interlock", key, "", s.il_start, s.dup[D_INTERLOCK])
+                )
+            s.il, s.il_due = 0, NO_TS
+        if pr.limit is None and (
+            s.act[0] or s.act[1] or s.on or s.latched or any(x != NO_TS for x in s.since + s.below)
+        ):
+            for side_no, tag in ((0, "hi"), (1, "lo")):
+                if s.act[side_no]:
+                    close(
+                        Kind.LIMIT,
+                        alarm_id("limit", key, tag, s.act_start[side_no], s.dup[side_no]),
+                    )
+            s.act, s.on, s.latched = [0, 0], 0, 0
+            s.since, s.below = [NO_TS] * 4, [NO_TS] * 4
 
     def seed_gateway(self, g: int) -> None:
         if not self.gw(g)["alarm"]:
@@ -902,6 +959,9 @@ class Machine:
                         self._evaluate_limits(i, s, now_ms, v)
                         self._levels(i, now_ms, v, False)
                 return
+
+
+_REMOVED = Source("removed-by-reload", "", "")
 
 
 def _src(lim: LimitSpec, t: Threshold) -> Source:

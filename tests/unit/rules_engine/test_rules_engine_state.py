@@ -138,3 +138,33 @@ def test_states_saved_before_subarray_fields_had_their_base_type_still_load(engi
             [n, arr.dtype[n].str, list(arr.dtype[n].shape)] for n in arr.dtype.names
         ]  # the old '|V32' form
     assert engine.load_state(msgspec.msgpack.encode(obj)) == state
+
+
+def test_a_reload_that_removes_a_rule_clears_its_open_alarms_once(tmp_path, plant):
+    from rules.reference import ReferenceEngine
+
+    old = Engine(load_ruleset(None, plant), plant)
+    state, ev = old.process(
+        old.initial_state(T0),
+        [rd("AT-NH3", 1, 60.0), rd("LT-101", 1, 10.5), rd("XV-101", 1, 0.0)],
+        at(40),
+    )
+    open_ids = {(e.tag, e.kind): e.alarm_id for e in ev if e.state == AlarmState.FIRING}
+    assert ("AT-NH3", Kind.LIMIT) in open_ids and ("LT-101", Kind.FAULT) in open_ids
+    assert ("AT-O2", Kind.OFFLINE) not in open_ids  # G1's outage is the one alarm
+    (tmp_path / "site.rules.yaml").write_text(
+        "rules:\n"
+        "  - {name: no-nh3-limit, kind: limit, match: {tag: AT-NH3}, enabled: false}\n"
+        "  - {name: no-tank-fault, kind: fault, match: {tag: LT-101}, enabled: false}\n"
+    )
+    rs = load_ruleset(tmp_path, plant)
+    for eng in (Engine(rs, plant), ReferenceEngine(rs, plant)):
+        loaded = Engine(rs, plant).load_state(state.to_bytes())
+        after, ev = eng.tick(loaded, at(41))
+        closed = {(e.tag, e.kind): e for e in ev if e.rule == "removed-by-reload"}
+        assert set(closed) == {("AT-NH3", Kind.LIMIT), ("LT-101", Kind.FAULT)}
+        for k, e in closed.items():
+            assert e.state == AlarmState.CLEARED and e.alarm_id == open_ids[k]
+            assert e.ts_ms == at(40)
+        _, again = eng.tick(after, at(42))
+        assert not [e for e in again if e.rule == "removed-by-reload"]
