@@ -29,6 +29,7 @@ from rules.state import (
     new_points,
     new_votes,
     restore,
+    saved_records,
 )
 
 __all__ = ["Engine", "EngineState"]
@@ -81,8 +82,34 @@ class Engine:
                 valid |= np.where(p.nlev[:, s] > j, 1 << (s * 2 + j), 0).astype(np.uint8)
         pts["on"] = np.where(keep, pts["on"] & valid, pts["on"])
         return EngineState(
-            pts, gws, votes, p.keys, p.gw_keys, p.vote_keys, int(obj["start_ms"]), now
+            pts,
+            gws,
+            votes,
+            p.keys,
+            p.gw_keys,
+            p.vote_keys,
+            int(obj["start_ms"]),
+            now,
+            orphans=self._orphans(obj),
         )
+
+    def _orphans(self, obj: dict) -> tuple[tuple[str, str, int, int], ...]:
+        """Open gateway and vote alarms of groups the new rules no longer have."""
+        p = self.plan
+        out = [tuple(o) for o in obj.get("orphans", [])]
+        keys, rec = saved_records(obj["gateways"], new_gateways(0, 0))
+        gone = set(keys) - set(p.gw_keys)
+        for k, r in zip(keys, rec, strict=True):
+            if k in gone and r["alarm"]:
+                out.append(("gateway", k, int(r["start"]), int(r["dup"])))
+        keys, rec = saved_records(obj["votes"], new_votes(0))
+        gone = set(keys) - set(p.vote_keys)
+        for k, r in zip(keys, rec, strict=True):
+            if k in gone and r["lvl"]:
+                out.append(("vote", k, int(r["start"]), int(r["dup"])))
+            if k in gone and r["deg"]:
+                out.append(("vote_degraded", k, int(r["deg_start"]), int(r["deg_dup"])))
+        return tuple(out)
 
     def point_index(self, key: str) -> int:
         """Position of a point in the column arrays of `process_columns` (-1 if unknown)."""
@@ -261,6 +288,7 @@ class Engine:
             plan.vote_keys,
             state.start_ms,
             state.now_ms,
+            state.orphans,
         )
         mach = Machine(plan, work, copy=False)
         nq_idx = np.flatnonzero(nq)

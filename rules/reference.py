@@ -77,6 +77,8 @@ class Machine:
         self.heap: list[tuple[int, int, int, int]] = []
         self.events: list[tuple[int, int, AlarmEvent]] = []  # (ts, seq, event)
         self.version = plan.ruleset.version
+        for kind, key, start, dup in state.orphans:
+            self._close_orphan_group(kind, key, start, dup)
 
     # ------------------------------------------------------------------ plumbing
     def pt(self, i: int) -> PointState:
@@ -160,6 +162,31 @@ class Machine:
             self.push(s.ev_due, T_EVENT, i)
         if s.il_due != NO_TS:
             self.push(s.il_due, T_INTERLOCK, i)
+
+    def _close_orphan_group(self, kind: str, key: str, start: int, dup: int) -> None:
+        """Clear an open gateway/vote alarm whose group a hot reload removed."""
+        parts = key.split("/")
+        ent, subject = parts[0], parts[1]
+        parameter = parts[2] if len(parts) > 2 else ""
+        ev = AlarmEvent(
+            ts_ms=self.now_ms,
+            enterprise_code=ent,
+            hazard_code="",
+            zone=subject if kind != "gateway" else "",
+            tag=subject,
+            parameter=parameter,
+            kind=Kind(kind),
+            level=None,
+            state=CLEARED,
+            value=None,
+            threshold=None,
+            unit="",
+            rule=_REMOVED.rule,
+            alarm_id=alarm_id(kind, key, "", start, dup),
+            ruleset=self.version,
+            message="its rule was removed by a rules reload",
+        )
+        self.events.append((self.now_ms, len(self.events), ev))
 
     def _close_orphans(self, i: int) -> None:
         """After a hot reload that removed a rule, its open alarms on this point are cleared

@@ -117,6 +117,9 @@ class EngineState:
     vote_keys: tuple[str, ...]
     start_ms: int
     now_ms: int  # timers up to here have been evaluated
+    # open gateway/vote alarms whose group a hot reload removed: (kind, key, start, dup);
+    # the next call clears them
+    orphans: tuple[tuple[str, str, int, int], ...] = ()
 
     def to_bytes(self) -> bytes:
         """msgpack: records keyed by point/gateway/vote key (see module doc)."""
@@ -128,6 +131,7 @@ class EngineState:
                 "points": _table(self.points, self.point_keys),
                 "gateways": _table(self.gateways, self.gateway_keys),
                 "votes": _table(self.votes, self.vote_keys),
+                "orphans": [list(o) for o in self.orphans],
             }
         )
 
@@ -168,23 +172,28 @@ def decode(data: bytes) -> dict:
     return obj
 
 
+def saved_records(table: dict, like: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The keys and records of a saved table (field types as in `like` when in doubt)."""
+    keys = table["keys"].split("\n") if table["keys"] else []
+    fields = []
+    for n, s, sh in table["fields"]:
+        if s.startswith("|V") and n in (like.dtype.names or ()):
+            s, sh = like.dtype[n].base.str, list(like.dtype[n].shape)
+        fields.append((n, s, tuple(sh)))
+    try:
+        saved = np.frombuffer(table["data"], dtype=np.dtype(fields))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise StateFormatError(f"engine state: unreadable records ({exc})") from None
+    if len(saved) != len(keys):
+        raise StateFormatError("engine state: record count does not match its keys")
+    return keys, saved
+
+
 def restore(table: dict, target: np.ndarray, keys: tuple[str, ...]) -> np.ndarray:
     """Copy saved records into `target` by key and field name (fields or keys that no longer
     exist are dropped; new ones keep the defaults already in `target`)."""
-    saved_keys = table["keys"].split("\n") if table["keys"] else []
-    fields = []
-    for n, s, sh in table["fields"]:
-        if s.startswith("|V") and n in (target.dtype.names or ()):
-            # states written before subarray fields were stored by their base type
-            s, sh = target.dtype[n].base.str, list(target.dtype[n].shape)
-        fields.append((n, s, tuple(sh)))
-    try:
-        dtype = np.dtype(fields)
-        saved = np.frombuffer(table["data"], dtype=dtype)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise StateFormatError(f"engine state: unreadable records ({exc})") from None
-    if len(saved) != len(saved_keys):
-        raise StateFormatError("engine state: record count does not match its keys")
+    saved_keys, saved = saved_records(table, target)
+    dtype = saved.dtype
     index = {k: i for i, k in enumerate(keys)}
     src = [i for i, k in enumerate(saved_keys) if k in index]
     dst = [index[saved_keys[i]] for i in src]

@@ -168,3 +168,28 @@ def test_a_reload_that_removes_a_rule_clears_its_open_alarms_once(tmp_path, plan
             assert e.ts_ms == at(40)
         _, again = eng.tick(after, at(42))
         assert not [e for e in again if e.rule == "removed-by-reload"]
+
+
+def test_a_reload_that_removes_a_gateway_or_vote_group_clears_their_alarms(tmp_path, plant):
+    from rules.reference import ReferenceEngine
+
+    old = Engine(load_ruleset(None, plant), plant)
+    state, ev = old.process(old.initial_state(T0), [rd("AT-CH4-1", 1, 0.0, q=2)], at(40))
+    fired = {(e.tag, e.kind): e.alarm_id for e in ev}
+    assert ("Z2", Kind.VOTE_DEGRADED) in fired and ("G2", Kind.GATEWAY) in fired
+    (tmp_path / "site.rules.yaml").write_text(
+        "rules:\n"
+        "  - {name: no-vote, kind: vote, match: {zone: Z2}, enabled: false}\n"
+        "  - {name: no-g2-offline, kind: offline, match: {gateway: G2}, enabled: false}\n"
+    )
+    rs = load_ruleset(tmp_path, plant)
+    for eng in (Engine(rs, plant), ReferenceEngine(rs, plant)):
+        loaded = Engine(rs, plant).load_state(state.to_bytes())
+        assert Engine(rs, plant).load_state(loaded.to_bytes()).orphans == loaded.orphans
+        after, ev = eng.tick(loaded, at(41))
+        closed = {(e.tag, e.kind): e for e in ev if e.rule == "removed-by-reload"}
+        assert set(closed) == {("Z2", Kind.VOTE_DEGRADED), ("G2", Kind.GATEWAY)}
+        assert all(
+            e.alarm_id == fired[k] and e.state == AlarmState.CLEARED for k, e in closed.items()
+        )
+        assert after.orphans == ()
