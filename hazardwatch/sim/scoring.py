@@ -171,8 +171,17 @@ def score(
         first_of_episode.setdefault(a.alarm_id, a)
     results = []
     explained: set[str] = set()
+    # Only an enterprise's own alarms can explain its incidents: index once (a week of a big
+    # city has many alarms and incidents).
+    by_enterprise: dict[str, list[AlarmEvent]] = {}
+    for a in firing:
+        by_enterprise.setdefault(a.enterprise_code, []).append(a)
     for incident in truth:
-        mine = [a for a in firing if explains(incident, a, grace_ms)]
+        mine = [
+            a
+            for a in by_enterprise.get(incident.enterprise_code, ())
+            if explains(incident, a, grace_ms)
+        ]
         episodes = {a.alarm_id for a in mine}
         explained |= {
             aid for aid in episodes if explains(incident, first_of_episode[aid], grace_ms)
