@@ -187,8 +187,17 @@ def _yaml_rows(text: str, problems: list[RegistryProblem]) -> list[_Row]:
             RegistryProblem(line, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")
         )
         return []
+    except RecursionError:
+        # yaml.compose recurses once per nesting level; a hostile file must not crash us.
+        problems.append(RegistryProblem(1, "", "YAML nested too deeply to be a point registry"))
+        return []
     if isinstance(root, yaml.MappingNode):
         for k, v in root.value:
+            if not isinstance(k, yaml.ScalarNode):
+                problems.append(
+                    RegistryProblem(k.start_mark.line + 1, "", "keys must be plain names")
+                )
+                continue
             if k.value == "points":
                 root = v
                 break
