@@ -182,3 +182,35 @@ def test_published_schema_is_current_and_validates_the_examples():
         jsonschema.validate(yaml.safe_load(f.read_text("utf-8")), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"rules": [{"name": "x", "kind": "limit", "fro": "5s"}]}, schema)
+
+
+# Files the published JSON Schema alone rejects (the others need the registry, the packs or
+# cross-field checks that only the loader makes).
+SCHEMA_LEVEL = [
+    "01-unknown-top-key",
+    "02-unknown-kind",
+    "03-missing-name",
+    "04-missing-kind",
+    "05-bad-duration",
+    "06-negative-deadband",
+    "08-unknown-level",
+    "09-level-not-a-number",
+    "22-vote-k-zero",
+    "25-future-format",
+    "26-offline-multiple-too-small",
+    "27-bad-rule-name",
+    "28-match-typo",
+    "30-rules-not-a-list",
+]
+
+
+@pytest.mark.parametrize("name", SCHEMA_LEVEL)
+def test_the_published_schema_rejects_what_the_loader_rejects(name):
+    data = yaml.safe_load((BAD / f"{name}.rules.yaml").read_text("utf-8"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, json_schema())
+
+
+def test_the_published_schema_accepts_every_good_file():
+    for path in [*(DATA / "prop").glob("*.yaml"), *(DATA / "prop-wide").glob("*.yaml")]:
+        jsonschema.validate(yaml.safe_load(path.read_text("utf-8")), json_schema())
