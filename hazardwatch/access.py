@@ -172,7 +172,8 @@ def env_var_for(username: str, env_prefix: str = DEFAULT_ENV_PREFIX) -> str:
 
 def read_password_file(path: Path) -> dict[str, str]:
     """`user:password` lines (`#` comments and blank lines ignored) from a file only its owner
-    may read; the first ':' separates, so a password may contain ':'."""
+    may read; the first ':' separates (a ':' in a password is refused later, see
+    `resolve_passwords`)."""
     path = Path(path)
     try:
         mode = path.stat().st_mode
@@ -250,6 +251,11 @@ def resolve_passwords(
                 continue
         if any(c in pw for c in "\r\n\0"):
             problems.append(f"the password of {u.name!r} contains a line break or NUL")
+            continue
+        if ":" in pw:
+            # mosquitto_passwd -U (2.0) hashes only the part before a second ':' of a line,
+            # so the broker would silently expect another password.
+            problems.append(f"the password of {u.name!r} contains ':'; Mosquitto cannot take it")
             continue
         out[u.name] = pw
     problems.extend(missing)

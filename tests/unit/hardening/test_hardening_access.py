@@ -90,6 +90,11 @@ def test_password_sources_in_order_and_missing_ones_name_their_variable():
         "no password for 'E1.GW-1' (password file, or $MQTT_PASSWORD_E1_GW_1)",
     ]
     assert "s3cret-value" not in str(e.value)
+    with pytest.raises(AccessError) as e:
+        resolve_passwords(
+            users, environ=env, file_entries={"E2.GW1": "a:b"}, fallback={"hazardwatch": "s"}
+        )
+    assert e.value.problems == ["the password of 'E2.GW1' contains ':'; Mosquitto cannot take it"]
     pw, gen = resolve_passwords(users, environ={}, generate_missing=True)
     assert gen == ["hazardwatch", "E1.GW-1", "E2.GW1"]
     assert len(set(pw.values())) == 3 and all(len(v) >= 20 for v in pw.values())
