@@ -7,6 +7,7 @@ Pure: takes parsed files, a registry and a compiled RuleSet; returns problems.
 from __future__ import annotations
 
 from ingest.model import Registry
+from ingest.units import UnitError, convert
 from rules.loader import (
     RuleProblem,
     RuleSet,
@@ -89,6 +90,7 @@ def compliance_problems(
     version = ruleset.packs.get("gbt50493")
     if version is not None:
         std_pack = available_packs()["gbt50493"][version]
+    oxygen = _oxygen_set_points(ruleset)
     for p in registry:
         pr = ruleset.points.get(p.key)
         if pr is None:
@@ -116,6 +118,8 @@ def compliance_problems(
                             raw=True,
                         )
                     )
+        if p.parameter == "gas.O2" and pr.limit is not None and oxygen is not None:
+            out.extend(_oxygen_problems(p, pr, oxygen, ruleset, registry_name))
         if p.parameter not in _NO_LIMIT_PARAMETERS and pr.limit is None:
             out.append(
                 _problem(
@@ -130,6 +134,56 @@ def compliance_problems(
             out.append(
                 _problem(
                     registry_name, p.key, "an offline rule covering the point", "<no offline rule>"
+                )
+            )
+    return out
+
+
+def _oxygen_set_points(ruleset: RuleSet) -> tuple[str, dict[Level, float]] | None:
+    """(version, {L: %vol, H: %vol}) of the active oxygen pack."""
+    version = ruleset.packs.get("oxygen")
+    if version is None:
+        return None
+    pack = available_packs()["oxygen"][version]
+    for rule in pack.data.rules:
+        levels = getattr(rule, "levels", None)
+        if levels and Level.L in levels and Level.H in levels:
+            unit = getattr(rule, "unit", None) or "%vol"
+            return version, {
+                Level.L: convert(levels[Level.L], unit, "%vol", "gas.O2"),
+                Level.H: convert(levels[Level.H], unit, "%vol", "gas.O2"),
+            }
+    return None
+
+
+def _oxygen_problems(p, pr, oxygen, ruleset: RuleSet, registry_name: str) -> list[RuleProblem]:
+    """Oxygen deficiency must alarm at or above, enrichment at or below, the standard's
+    values (a lower deficiency set point or a higher enrichment one protects less)."""
+    version, std = oxygen
+    out = []
+    checks = [(t, Level.L, -1) for t in pr.limit.low if t.level == Level.L]
+    checks += [(t, Level.H, +1) for t in pr.limit.high if t.level == Level.H]
+    for t, level, direction in checks:
+        try:
+            limit = convert(std[level], "%vol", p.unit, p.parameter)
+        except UnitError:
+            continue
+        if direction * (t.value - limit) > 1e-9 * abs(limit):
+            origin = (
+                f"registry column {'l' if level == Level.L else 'h'}"
+                if t.pack == "registry"
+                else f"rule {t.rule}"
+            )
+            where = "at or above" if level == Level.L else "at or below"
+            out.append(
+                _problem(
+                    registry_name
+                    if t.pack == "registry"
+                    else ruleset.rule_files.get(t.rule, t.rule),
+                    f"{p.key}.{level}",
+                    f"{level} {where} {limit:.4g} {p.unit} (oxygen {version})",
+                    f"{t.value:g} {p.unit} from {origin}",
+                    raw=True,
                 )
             )
     return out

@@ -158,3 +158,20 @@ def test_schema_prints_the_published_json_schema(tmp_path, capsys):
     assert json.loads(out)["title"] == "hazardwatch rule file"
     assert main(["rules", "schema", "--out", str(tmp_path / "s.json")]) == 0
     assert (tmp_path / "s.json").read_text("utf-8") == out
+
+
+def test_oxygen_set_points_less_protective_than_the_standard_are_flagged(tmp_path, capsys):
+    reg = registry(
+        tmp_path,
+        "E1,e,hazchem,d,H1,2,Z1,G1,AT-O2,gas.O2,%vol,0,30,,18,24,,10,,\n"
+        "E1,e,hazchem,d,H1,2,Z1,G1,AT-O2B,gas.O2,%vol,0,30,,19.8,23,,10,,\n",
+    )
+    rc = main(["rules", "check", "--registry", str(reg)])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert (
+        f"{reg}: E1/AT-O2.L: expected L at or above 19.5 %vol (oxygen gbt50493-2019), "
+        "got 18 %vol from registry column l"
+    ) in out
+    assert "E1/AT-O2.H: expected H at or below 23.5 %vol" in out
+    assert "AT-O2B" not in out  # stricter than the standard is fine
