@@ -47,7 +47,8 @@ class MqttSettings(_Section):
     password: SecretStr | None = None
     client_id: str = "hazardwatch-ingest"
     topic_prefix: str = "hw"
-    qos: Literal[0, 1] = 1
+    # An int, not Literal[0, 1]: values from the environment arrive as strings.
+    qos: int = Field(default=1, ge=0, le=1)
     # Several ingest processes split the load with `$share/<group>/...`; empty = no sharing.
     shared_group: str = ""
     # MQTT 5 session expiry: how long the broker keeps our queue while we are away.

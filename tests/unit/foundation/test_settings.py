@@ -101,3 +101,28 @@ def test_env_is_restored_after_loading(clean_env):
 def test_a_file_setting_is_not_taken_for_a_secret_file(clean_env):
     s = load_settings(environ={"HW_CHANNELS__ROUTING_FILE": "/etc/hazardwatch/routing.yaml"})
     assert str(s.channels.routing_file) == "/etc/hazardwatch/routing.yaml"
+
+
+def test_numbers_from_the_environment_are_coerced(clean_env):
+    s = load_settings(environ={"HW_MQTT__QOS": "0", "HW_MQTT__PORT": "8883"})
+    assert (s.mqtt.qos, s.mqtt.port) == (0, 8883)
+    with pytest.raises(SettingsError, match=r"mqtt\.qos"):
+        load_settings(environ={"HW_MQTT__QOS": "2"})
+
+
+def test_every_command_package_is_distributed():
+    """A non-editable install must carry the area commands (demo, replay, ...)."""
+    import tomllib
+
+    from tests.conftest import REPO
+
+    packages = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    tops = {"hazardwatch", "ingest", "rules", "alerts", "dashboards"}
+    on_disk = {
+        ".".join(p.parent.relative_to(REPO).parts)
+        for p in REPO.glob("*/**/*.py")
+        if p.parent.relative_to(REPO).parts[0] in tops and "__pycache__" not in p.parts
+    }
+    assert on_disk <= packages, f"packages missing from pyproject: {sorted(on_disk - packages)}"
