@@ -262,6 +262,7 @@ class Engine:
                 pts["last_q"][qi] = qq[last_rows]
                 pts["good_ts"][qi] = tl
                 pts["good_value"][qi] = vl
+                pts["bf"][qi] = backfill[grp][last_rows] if backfill is not None else 0
                 if run_start is not None:
                     rs = run_start[quiet]
                     changed = plan.has_stuck[qi] & (rs != NO_TS)

@@ -385,7 +385,7 @@ class Machine:
             if s.since[bb] != NO_TS and s.since[bb] + self.plan.rules[i].limit.for_ms == due:
                 s.since[bb] = NO_TS
                 s.on |= 1 << bb
-        self._levels(i, due, s.good_value, False)
+        self._levels(i, due, s.good_value, bool(s.bf))
 
     def _off_timer(self, due: int, i: int, b: int) -> None:
         s = self.pt(i)
@@ -395,7 +395,7 @@ class Machine:
             if s.below[bb] != NO_TS and s.below[bb] + self.plan.rules[i].limit.off_ms == due:
                 s.below[bb] = NO_TS
                 s.on &= ~(1 << bb)
-        self._levels(i, due, s.good_value, False)
+        self._levels(i, due, s.good_value, bool(s.bf))
 
     def _event_timer(self, due: int, i: int) -> None:
         s = self.pt(i)
@@ -419,6 +419,7 @@ class Machine:
             None,
             pr.event.source,
             alarm_id("event", pr.point.key, "", s.ev_start, s.dup[D_EVENT]),
+            bool(s.bf),
         )
 
     def _interlock_timer(self, due: int, i: int) -> None:
@@ -426,7 +427,7 @@ class Machine:
         if s.il_due != due:
             return
         s.il_due = NO_TS
-        self._fire_interlock(i, due, False)
+        self._fire_interlock(i, due, bool(s.bf))
 
     # ------------------------------------------------------------------ readings
     def reading(
@@ -442,6 +443,7 @@ class Machine:
         plan = self.plan
         pr = plan.rules[i]
         s = self.pt(i)
+        s.bf = 1 if backfill else 0
         health_changed = False
         # -- data arrived: offline, gateway
         if s.offline == 1:

@@ -46,6 +46,8 @@ POINT_DTYPE = np.dtype(
         # episodes begun in the same ms as the previous one, per alarm slot (ids stay unique):
         # 0-1 limit sides, 2 offline, 3 fault, 4 stuck, 5 rate, 6 event, 7 interlock
         ("dup", "u1", (8,)),
+        # the point's latest reading was back-filled: a delay it completes is back-fill too
+        ("bf", "u1"),
     ]
 )
 GATEWAY_DTYPE = np.dtype(

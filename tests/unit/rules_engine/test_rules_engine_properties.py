@@ -298,7 +298,8 @@ def wide_stream(seed: int, rounds: int) -> list[Reading]:
                 v = vals[int(rng.integers(0, len(vals)))]
             elif x < 0.012:
                 q = int(rng.choice([1, 2, 3]))
-            out.append(Reading("E1", tag, t0 + int(rng.integers(0, 4000)), v, q))
+            late = bool(rng.random() < 0.02)  # back-filled: delivered late by a gateway
+            out.append(Reading("E1", tag, t0 + int(rng.integers(0, 4000)), v, q, backfill=late))
     out.sort(key=lambda r: r.ts_ms)
     return out
 

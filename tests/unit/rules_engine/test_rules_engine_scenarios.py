@@ -443,3 +443,12 @@ def test_limit_alarms_say_what_crossed_which_set_point(plant, fireworks):
     )
     _, _, ev = run(fireworks, [([rd("NP-1", 1, 5, ent="F1")], 1)])
     assert ev[0].message == "5 persons present, quota 3"
+
+
+def test_a_delay_completed_on_back_filled_data_is_marked_back_fill(plant):
+    r = [rd("LT-101", 0, 8.5, backfill=True), rd("LT-101", 3, 8.52, backfill=True)]
+    _, _, ev = run(plant, [(r, 3)], until=6)
+    assert [(str(e.kind), str(e.level), e.backfill) for e in ev] == [("limit", "H", True)]
+    live = [rd("LT-101", 0, 8.5, backfill=True), rd("LT-101", 3, 8.52)]
+    _, _, ev = run(plant, [(live, 3)], until=6)
+    assert [e.backfill for e in ev] == [False]  # the latest reading came in real time
