@@ -386,12 +386,7 @@ class TimeseriesFeed:
 
 
 def _writer_stats(writer: Any) -> dict[str, Any]:
-    stats = writer.stats() if hasattr(writer, "stats") else {}
-    if not isinstance(stats, dict):
-        stats = getattr(stats, "__dict__", {}) or {
-            k: getattr(stats, k) for k in getattr(stats, "__slots__", ())
-        }
-    return stats
+    return dict(writer.stats()) if hasattr(writer, "stats") else {}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -430,8 +425,8 @@ def build_embedded(
     """Everything of `hazardwatch run` except the signal handlers and the source's settings:
     rules, state stores, alerts, channels, time series, metrics/reload endpoint, file watcher.
 
-    `registry` overrides the registry file (the demo passes a generated one); `channels`
-    overrides the configured channels (tests and the demo pass local receivers).
+    `registry` overrides the registry file (`run --simulate` passes the simulated city's);
+    `channels` overrides the configured channels (tests pass local receivers).
     """
     from alerts.outbox import Outbox, OutboxConfig
     from alerts.store import AlertStore
@@ -510,7 +505,7 @@ def build_embedded(
                 clock(),
             )
 
-    # A generated registry (demo) has no file to re-read; its rule files still reload.
+    # A generated registry (`run --simulate`) has no file to re-read; rule files still reload.
     reloader = Reloader(
         lambda: load_rules(sources, registry), apply, lambda b: b.version, on_outcome=reloaded
     )
