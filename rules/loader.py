@@ -398,8 +398,74 @@ def _expected_from(err: Mapping[str, Any]) -> str:
     return msg[len("Value error, ") :] if msg.startswith("Value error, ") else msg
 
 
+_MAX_NODES = 100_000  # values in a rule file once aliases are expanded
+
+
+def _expanded_size(root: Any) -> int:
+    """Node count with aliases expanded (capped just above the limit); -1 for an alias
+    inside its own anchor. Memoised per node, so an "alias bomb" is measured in no time."""
+    memo: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in active:
+            return -1
+        if key in memo:
+            return memo[key]
+        active.add(key)
+        if isinstance(node, yaml.MappingNode):
+            children = [c for kv in node.value for c in kv]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        total = 1
+        for c in children:
+            n = size(c)
+            if n < 0:
+                return -1
+            total = min(total + n, _MAX_NODES + 1)
+        active.discard(key)
+        memo[key] = total
+        return total
+
+    return size(root)
+
+
+def _shape_problem(text: str, file: str) -> RuleProblem | None:
+    """Refuse what would make parsing itself run away: nesting deeper than the YAML parser
+    can follow, aliases inside their own anchor, and aliases that expand exponentially."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is None:
+            return None
+        n = _expanded_size(root)
+    except RecursionError:
+        return _problem(
+            file, "", "YAML nested at most a few hundred levels deep", "<deeper nesting>"
+        )
+    except yaml.YAMLError:
+        return None  # reported with its line by the parse that follows
+    if n < 0:
+        return _problem(
+            file, "", "aliases that do not refer to themselves", "<an alias inside its own anchor>"
+        )
+    if n > _MAX_NODES:
+        return _problem(
+            file,
+            "",
+            f"at most {_MAX_NODES:,} values once aliases are expanded",
+            "<more (aliases of aliases)>",
+        )
+    return None
+
+
 def parse_rule_file(text: str, file: str) -> tuple[RuleFile | None, list[RuleProblem]]:
     """Parse and validate one rule file; returns the model (None if invalid) and problems."""
+    shape = _shape_problem(text, file)
+    if shape is not None:
+        return None, [shape]
     problems = _duplicate_keys(text, file)
     try:
         data = yaml.safe_load(text)
@@ -432,6 +498,11 @@ def parse_rule_file(text: str, file: str) -> tuple[RuleFile | None, list[RulePro
     lines = _line_map(text)
     try:
         model = RuleFile.model_validate(data)
+    except RecursionError:
+        return None, [
+            *problems,
+            _problem(file, "", "YAML nested at most a few hundred levels deep", "<deeper nesting>"),
+        ]
     except ValidationError as exc:
         for err in exc.errors():
             path, raw = _loc_path(err["loc"], data)

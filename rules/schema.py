@@ -9,6 +9,7 @@ keep the value an earlier rule (a standard pack, or an earlier file) gave that p
 from __future__ import annotations
 
 import json
+import math
 import re
 from itertools import pairwise
 from typing import Annotated, Any, Literal
@@ -20,6 +21,7 @@ from rules.model import Level
 SCHEMA_VERSION = 1
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_MAX_DURATION_MS = 366 * 86_400_000
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$"
 
@@ -29,18 +31,25 @@ def parse_duration_ms(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("a duration like 10s, 5m, 1h or 250ms")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("a finite duration")
         if value < 0:
             raise ValueError("a duration >= 0")
-        return round(value * 1000)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return round(float(m.group(1)) * _UNIT_MS[m.group(2) or "s"])
-    raise ValueError("a duration like 10s, 5m, 1h or 250ms")
+        ms = round(value * 1000)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        ms = round(float(m.group(1)) * _UNIT_MS[m.group(2) or "s"])
+    else:
+        raise ValueError("a duration like 10s, 5m, 1h or 250ms")
+    if ms > _MAX_DURATION_MS:
+        raise ValueError("a duration of at most 366 days")
+    return int(ms)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # NaN/inf are refused: a NaN set point could never fire
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 StrOrList = str | list[str]
