@@ -452,3 +452,27 @@ def test_a_delay_completed_on_back_filled_data_is_marked_back_fill(plant):
     live = [rd("LT-101", 0, 8.5, backfill=True), rd("LT-101", 3, 8.52)]
     _, _, ev = run(plant, [(live, 3)], until=6)
     assert [e.backfill for e in ev] == [False]  # the latest reading came in real time
+
+
+def test_a_head_silent_on_a_live_gateway_degrades_the_vote(plant):
+    others = [t for t in G1 + G2 if t != "AT-CH4-3"]
+    live = keepalive(G1 + G2, 0, 20) + keepalive(others, 25, 60)
+    _, _, ev = run(plant, [(live, 60)])
+    assert brief(ev) == [
+        (50.0, "AT-CH4-3", "offline", None, "firing"),
+        (50.0, "Z2", "vote_degraded", None, "firing"),
+    ]
+
+
+def test_a_latching_rule_keeps_the_alarm_until_reset(tmp_path, plant):
+    (tmp_path / "latch.rules.yaml").write_text(
+        "rules:\n  - {name: nh3-latch, kind: limit, match: {tag: AT-NH3}, latch: true}\n"
+    )
+    engine = Engine(load_ruleset(tmp_path, plant), plant)
+    state, ev = engine.process(
+        engine.initial_state(T0), [rd("AT-NH3", 1, 30.0), rd("AT-NH3", 2, 1.0)], at(2)
+    )
+    assert brief(ev) == [(1.0, "AT-NH3", "limit", "L1", "firing")]
+    assert ev[0].rule == "nh3-latch" and ev[0].pack == "gbt50493"
+    state, ev2 = engine.reset(state, ev[0].alarm_id, at(3))
+    assert brief(ev2) == [(3.0, "AT-NH3", "limit", "L1", "cleared")]
