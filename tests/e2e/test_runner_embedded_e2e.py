@@ -5,6 +5,7 @@ loses nothing and duplicates nothing after the restart."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import httpx
@@ -136,6 +137,15 @@ def test_embedded_run_survives_kill_9_mid_scenario(mosquitto, influx, unique, tm
         assert httpx.get(link, timeout=10).status_code == 200
         r = httpx.post(f"http://127.0.0.1:{port}/-/reload", timeout=30)
         assert r.status_code == 200 and r.json()["ok"] is True
+        run.p.send_signal(signal.SIGHUP)  # the operator's way: validated, swapped, counted
+
+        def reloads_ok() -> float:
+            for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+                if line.startswith('hw_rule_reloads_total{result="ok"}'):
+                    return float(line.split()[1])
+            return 0.0
+
+        wait_for(lambda: reloads_ok() >= 2, 20, "the SIGHUP reload", [run])
         assert run.terminate() == 0, run.output()
         # the same batches reached InfluxDB, off the alarm path: readings and alarm rows
         for ent in ents:
