@@ -59,13 +59,6 @@ def test_the_interlock_that_acts_raises_no_interlock_alarm(runs) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rules engine: an alarm whose on-delay (`for: 5s`, tankfarm.limits) completes by "
-    "the timer is emitted with backfill=False even when the reading that started the delay "
-    "was back-filled (rules/reference.py Machine._on_timer passes False); DESIGN.md needs "
-    "the flag so no real-time SMS goes out for it. Remove this mark when fixed.",
-)
 def test_backfilled_excursion_alarm_is_marked_backfill(runs) -> None:
     run, _ = runs
     (bf,) = [r for r in run.score.results if r.incident.kind == "backfill"]
