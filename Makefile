@@ -4,27 +4,29 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+PIP := $(BIN)/pip install -q --disable-pip-version-check
+# The demo needs only the runtime dependencies; the tests need the dev extra too.
+BASE := $(VENV)/.installed-base
+DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test install services-up services-down services-status unit integration lint bench clean
+.PHONY: demo test install install-base services-up services-down services-status unit lint bench
 
-$(STAMP): pyproject.toml
+$(BASE): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -U pip
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
-	touch $(STAMP)
+	$(PIP) -U pip
+	$(PIP) -e .
+	touch $(BASE)
 
-install: $(STAMP)
-
-# The demo needs only the runtime dependencies: without the dev tools a fresh clone installs
-# in about two thirds of the time, which keeps `make demo` within its few minutes.
-RUNTIME_STAMP := $(VENV)/.installed-runtime
-$(RUNTIME_STAMP): pyproject.toml
+$(DEV): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e .
-	touch $(RUNTIME_STAMP)
+	$(PIP) -U pip
+	$(PIP) -e '.[dev]'
+	touch $(BASE) $(DEV)
 
-demo: $(RUNTIME_STAMP)
+install-base: $(BASE)
+install: $(DEV)
+
+demo: install-base
 	$(BIN)/hazardwatch demo
 
 test: install
@@ -43,5 +45,8 @@ unit: install
 lint: install
 	$(BIN)/ruff check .
 
+# Benchmarks print figures and ratios against a reference measured in the same run.
 bench: install
-	bash scripts/bench
+	$(BIN)/python bench/ingest/run.py
+	$(BIN)/python bench/rules/run.py
+	$(BIN)/python bench/e2e/run.py
