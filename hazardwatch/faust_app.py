@@ -117,13 +117,11 @@ class EnterpriseCore:
         """Decoded states of the enterprise. The table value is the durable copy; decoding
         it for every message would dominate, so the decoded state is kept while the table
         still holds the very bytes object it came from (a recovery or rebalance replaces it)."""
-        from hazardwatch.runner import load_engine_state
-
         eng = self.engine(ent)
         hit = self._decoded.get(ent)
         if hit is not None and est is not None and hit[0] is est and hit[2] is wst:
             return eng, hit[1], hit[3]
-        e = load_engine_state(eng, est) if est else eng.initial_state(now_ms)
+        e = eng.load_state(est) if est else eng.initial_state(now_ms)
         w = self._wstate_type.load(wst) if wst else self.warnings.initial_state()
         return eng, e, w
 

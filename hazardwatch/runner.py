@@ -109,7 +109,7 @@ class Pipeline:
         snap = store.load() if store is not None else None
         if snap is not None:
             # Keyed by point key inside: loads into an engine built from newer rules too.
-            self.engine_state = load_engine_state(stages.engine, snap.engine)
+            self.engine_state = stages.engine.load_state(snap.engine)
             self.warning_state = _load_warnings(stages.warnings, snap.warnings)
             self.position = dict(snap.position)
             self.restored = True
@@ -218,7 +218,7 @@ class Pipeline:
     # -- control --------------------------------------------------------------------------------
     def swap(self, stages: Stages) -> None:
         """Hot reload: move the open alarms and timers into an engine built from new rules."""
-        self.engine_state = load_engine_state(stages.engine, self.engine_state.to_bytes())
+        self.engine_state = stages.engine.load_state(self.engine_state.to_bytes())
         self.warning_state = _load_warnings(stages.warnings, self.warning_state.to_bytes())
         self.stages = stages
         self.metrics.set_ruleset(stages.ruleset_version)
@@ -256,32 +256,6 @@ class Pipeline:
             self.sink.submit(out)
         for listener in self.listeners:
             listener.on_batch(out, now_ms)
-
-
-def load_engine_state(engine: Any, data: bytes) -> Any:
-    """`engine.load_state(data)`, tolerating states written by rules/state.py's `_table`,
-    which records a sub-array field's dtype as raw void ('|V32' for 4 x int64) so that its own
-    `restore` cannot read them back ("buffer size must be a multiple of element size"). The
-    field types are taken from the engine's fresh state, which has the same layout. Remove
-    once rules/state.py stores `dtype[name].base.str`."""
-    try:
-        return engine.load_state(data)
-    except ValueError as exc:
-        if "multiple of element size" not in str(exc):
-            raise
-    import msgspec
-
-    obj = msgspec.msgpack.decode(data)
-    fresh = engine.initial_state(int(obj.get("start_ms", 0)))
-    for table in ("points", "gateways", "votes"):
-        t, arr = obj.get(table), getattr(fresh, table, None)
-        if not t or arr is None:
-            continue
-        names = arr.dtype.names or ()
-        t["fields"] = [
-            [n, arr.dtype[n].base.str if n in names else s, sh] for n, s, sh in t["fields"]
-        ]
-    return engine.load_state(msgspec.msgpack.encode(obj))
 
 
 def _load_warnings(model: Any, data: bytes) -> Any:

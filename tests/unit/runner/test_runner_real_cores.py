@@ -8,7 +8,7 @@ import json
 
 from alerts.store import AlertStore
 from hazardwatch.engine_store import EngineStore
-from hazardwatch.runner import Pipeline, RawMessage, load_engine_state
+from hazardwatch.runner import Pipeline, RawMessage
 from hazardwatch.settings import load_settings
 from hazardwatch.wiring import RuleSources, build_alerts, build_stages, load_rules
 
@@ -40,7 +40,7 @@ def test_engine_and_warning_state_round_trip_through_bytes(tmp_path):
     st = _stages(tmp_path)
     p = Pipeline(st, start_ms=T0)
     p.process([msg(0, 5, 10), msg(1, 30, 16)], T0 + 1000)  # NH3 L1 open, level on-delay pending
-    e = load_engine_state(st.engine, p.engine_state.to_bytes())
+    e = st.engine.load_state(p.engine_state.to_bytes())
     assert e.to_bytes() == p.engine_state.to_bytes()
     w = type(p.warning_state).load(p.warning_state.to_bytes())
     assert w.to_bytes() == p.warning_state.to_bytes()
