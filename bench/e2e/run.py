@@ -36,15 +36,10 @@ HMAC = "bench-platform-secret-0123456789"
 
 
 def local_env() -> dict[str, str]:
-    out = subprocess.run(
-        [str(REPO / "deploy/local/services"), "env"], capture_output=True, text=True, check=True
-    ).stdout
-    env = {}
-    for line in out.splitlines():
-        if line.startswith("export "):
-            k, _, v = line[len("export ") :].partition("=")
-            env[k] = v
-    return env
+    """The HW_* settings of the local services (as the tests read them)."""
+    from tests.conftest import LOCAL_ENV
+
+    return dict(LOCAL_ENV)
 
 
 def write_registry(

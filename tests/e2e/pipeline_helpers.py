@@ -96,6 +96,16 @@ class Scenario:
         }
 
 
+def publisher_config(mosquitto, unique: str) -> MqttConfig:
+    return MqttConfig(
+        host=mosquitto.host,
+        port=mosquitto.port,
+        username=mosquitto.username,
+        password=mosquitto.password,
+        client_id=f"hw-e2e-pub-{unique}",
+    )
+
+
 def publish(mqtt: MqttConfig, messages: list[tuple[str, bytes]], client_id: str) -> None:
     with MqttPublisher(mqtt, client_id=client_id) as pub:
         for topic, payload in messages:

@@ -10,8 +10,6 @@ import time
 
 import pytest
 
-from ingest.mqtt import MqttConfig
-
 from .pipeline_helpers import (
     HMAC_SECRET,
     Proc,
@@ -22,6 +20,7 @@ from .pipeline_helpers import (
     limit_transitions,
     platform_receiver,
     publish,
+    publisher_config,
     wait_for,
     write_registry,
 )
@@ -134,13 +133,7 @@ def test_distributed_equals_embedded_for_identical_input(
         d.bridge()
         wait_for(lambda: "hazardwatch embedded:" in emb.output(), 60, "the embedded runner", [emb])
         t0 = int(time.time() * 1000)
-        cfg = MqttConfig(
-            host=mosquitto.host,
-            port=mosquitto.port,
-            username=mosquitto.username,
-            password=mosquitto.password,
-            client_id=f"hw-e2e-pub-{unique}",
-        )
+        cfg = publisher_config(mosquitto, unique)
         # the same payload bytes to both modes (only the topic prefix differs)
         for prefix in (f"hwd{unique}", f"hwe{unique}"):
             sc = Scenario(prefix, ents, t0)
@@ -185,13 +178,7 @@ def test_two_workers_kill_9_one_mid_scenario(mosquitto, kafka_bootstrap, unique,
         )
         d.bridge()
         sc = Scenario(f"hwd{unique}", ents, int(time.time() * 1000))
-        cfg = MqttConfig(
-            host=mosquitto.host,
-            port=mosquitto.port,
-            username=mosquitto.username,
-            password=mosquitto.password,
-            client_id=f"hw-e2e-pub-{unique}",
-        )
+        cfg = publisher_config(mosquitto, unique)
         publish(cfg, sc.part1(), f"hw-e2e-pub1-{unique}")
 
         def first_level_everywhere() -> bool:

@@ -11,8 +11,6 @@ import time
 import httpx
 import pytest
 
-from ingest.mqtt import MqttConfig
-
 from .pipeline_helpers import (
     HMAC_SECRET,
     Proc,
@@ -23,6 +21,7 @@ from .pipeline_helpers import (
     limit_transitions,
     platform_receiver,
     publish,
+    publisher_config,
     wait_for,
     write_registry,
 )
@@ -74,13 +73,7 @@ def test_embedded_run_survives_kill_9_mid_scenario(mosquitto, influx, unique, tm
             "HW_INFLUX__BUCKET": influx.bucket,
         }
     )
-    pub_cfg = MqttConfig(
-        host=mosquitto.host,
-        port=mosquitto.port,
-        username=mosquitto.username,
-        password=mosquitto.password,
-        client_id=f"hw-e2e-pub-{unique}",
-    )
+    pub_cfg = publisher_config(mosquitto, unique)
     log = tmp_path / "run.log"
     procs: list[Proc] = []
     try:
