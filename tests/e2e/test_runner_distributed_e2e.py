@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 
 from .pipeline_helpers import (
@@ -69,8 +70,9 @@ class Distributed:
             }
         )
 
-    def worker(self, wid: str) -> Proc:
-        p = Proc(["worker", "--id", wid], self.env, self.tmp / f"{wid}.log")
+    def worker(self, wid: str, metrics_port: int = 0) -> Proc:
+        env = {**self.env, "HW_METRICS__PORT": str(metrics_port)}
+        p = Proc(["worker", "--id", wid], env, self.tmp / f"{wid}.log")
         self.procs.append(p)
         return p
 
@@ -128,7 +130,8 @@ def test_distributed_equals_embedded_for_identical_input(
     )
     emb = Proc(["run"], emb_env, tmp_path / "run.log")
     try:
-        w1 = d.worker("w1")
+        metrics_port = free_port()
+        w1 = d.worker("w1", metrics_port)
         wait_for(lambda: ready_count(w1) >= 1, 90, "worker w1 ready", [w1])
         d.bridge()
         wait_for(lambda: "hazardwatch embedded:" in emb.output(), 60, "the embedded runner", [emb])
@@ -150,6 +153,11 @@ def test_distributed_equals_embedded_for_identical_input(
         # identical alarms (ids, kinds, levels, event times) and notification events
         assert alarm_notifications(rcv_d) == alarm_notifications(rcv_e)
         assert rcv_d.duplicates == 0 and rcv_e.duplicates == 0
+        # the worker's Prometheus endpoint: readings in, alarms, and Kafka consumer lag
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        assert f"hw_readings_in_total {2 * 8 * len(ents)}.0" in text
+        assert 'hw_alarms_total{kind="limit",level="L1",state="firing"}' in text
+        assert "hw_kafka_consumer_lag{" in text
     finally:
         emb.terminate(10)
         d.close()
