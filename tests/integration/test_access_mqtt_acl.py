@@ -257,3 +257,37 @@ def test_gateway_reads_nothing_and_wrong_passwords_are_refused(broker):
             assert c.connack is not None and c.connack.is_failure, (user, c.connack)
         finally:
             c.c.loop_stop()
+
+
+@pytest.mark.parametrize("shared_group", ["", "hw-ingest"])
+def test_hazardwatch_ingest_works_under_the_generated_acl(broker, shared_group):
+    """hazardwatch's own MQTT source, logged in as the generated service user (also with a
+    shared subscription, as several ingest processes use), gets its subscriptions granted and
+    receives a gateway's data and events but never a forged topic."""
+    from ingest.mqtt import MqttConfig, MqttSource
+
+    got: list[tuple[str, bytes]] = []
+    cfg = MqttConfig(
+        host="127.0.0.1",
+        port=PORT,
+        username="hazardwatch",
+        password=PASSWORDS["hazardwatch"],
+        client_id=f"acl-ingest-{uuid.uuid4().hex[:6]}",
+        shared_group=shared_group,
+        session_expiry_s=0,
+    )
+    src = MqttSource(cfg, lambda topic, payload, received: got.append((topic, payload)))
+    gw = Client("E2.GW1", PASSWORDS["E2.GW1"]).connect()
+    try:
+        src.start()
+        assert src.wait_ready(10), f"subscriptions not granted: {src.last_error}"
+        assert not gw.publish("hw/E2/GW1/data", b"e2-own").is_failure
+        assert gw.publish("hw/E1/GW1/data", b"e2-forged").value == 0x87
+        assert not gw.publish("hw/E2/GW1/event", b"e2-event").is_failure
+        deadline = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sorted(got) == [("hw/E2/GW1/data", b"e2-own"), ("hw/E2/GW1/event", b"e2-event")]
+    finally:
+        gw.close()
+        src.stop()
