@@ -61,9 +61,7 @@ def uvicorn_ssl_kwargs(settings: Settings | ApiSettings) -> dict[str, Any]:
             f"api.tls_key_file: {key} is readable by group or others "
             f"(mode {stat.filemode(key_mode)}); expected chmod 600"
         )
-    password = (
-        api.tls_key_password.get_secret_value() if api.tls_key_password is not None else None
-    )
+    password = api.tls_key_password.get_secret_value() if api.tls_key_password is not None else None
     # Load the pair once here: a wrong key, a bad PEM or a wrong password fails now, named.
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
