@@ -873,7 +873,13 @@ class ApiServer:
     """The app under uvicorn in a daemon thread (the embedded runner, the demo and the e2e
     tests serve it this way); `port=0` picks a free port, `url` says which."""
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl: dict[str, Any] | None = None,
+    ) -> None:
         import socket
 
         import uvicorn
@@ -883,15 +889,17 @@ class ApiServer:
         self._sock.bind((host, port))
         self.host, self.port = host, self._sock.getsockname()[1]
         # Uvicorn's own log config would replace the process's logging setup: keep ours.
+        # `ssl`: uvicorn's ssl_* arguments (hazardwatch.tls.uvicorn_ssl_kwargs) for HTTPS.
+        self._tls = bool(ssl)
         self._server = uvicorn.Server(
-            uvicorn.Config(app, log_config=None, lifespan="off", access_log=True)
+            uvicorn.Config(app, log_config=None, lifespan="off", access_log=True, **(ssl or {}))
         )
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self._tls else 'http'}://{host}:{self.port}"
 
     def start(self, timeout_s: float = 20.0) -> ApiServer:
         self._thread = threading.Thread(

@@ -234,12 +234,17 @@ def start_api(settings: Settings, service: Any, store: Any) -> Any:
     a thread, on api.host:api.port."""
     from alerts.api import ApiServer, create_app
     from alerts.auth import TokenAuth
+    from hazardwatch.tls import TlsError, uvicorn_ssl_kwargs
 
+    try:
+        ssl = uvicorn_ssl_kwargs(settings)  # {} unless api.tls_cert_file/tls_key_file are set
+    except TlsError as exc:
+        raise WiringError(str(exc)) from None
     auth = (
         TokenAuth.from_file(settings.api.tokens_file) if settings.api.tokens_file else TokenAuth()
     )
     app = create_app(service, store, auth, links=link_signer(settings))
-    return ApiServer(app, settings.api.host, settings.api.port).start()
+    return ApiServer(app, settings.api.host, settings.api.port, ssl=ssl or None).start()
 
 
 def state_paths(settings: Settings, process: str = "embedded") -> tuple[Path, Path]:

@@ -209,3 +209,29 @@ def test_bad_tls_settings_are_one_clear_error(tmp_path: Path):
     pki["key"].chmod(0o644)
     with pytest.raises(TlsError, match=r"readable by group or others .*expected chmod 600"):
         uvicorn_ssl_kwargs(_settings(tls_cert_file=pki["cert"], tls_key_file=pki["key"]))
+
+
+def test_the_runner_serves_the_api_over_https_when_configured(tmp_path: Path, world):
+    """`hazardwatch run` starts the API through wiring.start_api: with the TLS settings it
+    answers on https (and says so in its URL); a bad pair stops it with one clear error."""
+    from hazardwatch.wiring import WiringError, start_api
+
+    pki = _ca_and_server_cert(tmp_path, "run")
+    with socket.socket() as probe:  # a free loopback port for api.port (which must be >= 1)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    s = _settings(tls_cert_file=pki["cert"], tls_key_file=pki["key"], port=port)
+    server = start_api(s, world.service, world.store)
+    try:
+        assert server.url.startswith("https://")
+        r = httpx.get(f"{server.url}/api/v1/health", verify=_trusting(pki["ca"]), timeout=10)
+        assert r.status_code == 200
+    finally:
+        server.stop()
+    other = _ca_and_server_cert(tmp_path, "other2")
+    with pytest.raises(WiringError, match="not a usable pair"):
+        start_api(
+            _settings(tls_cert_file=pki["cert"], tls_key_file=other["key"], port=port),
+            world.service,
+            world.store,
+        )
