@@ -174,10 +174,12 @@ def online_rows(
     now_ms: int,
     *,
     offline_after: float,
+    timeouts_ms: Mapping[str, int] | None = None,
 ) -> list[Row]:
     """Per enterprise: registered points, points online (a reading within `offline_after`
-    times the point's expected interval) and their ratio. Event points (video AI, static
-    discharge) report only when something happens, so they are not counted."""
+    times the point's expected interval, or within `timeouts_ms[key]`) and their ratio.
+    Event points (video AI, static discharge) report only when something happens, so they
+    are not counted."""
     cache: dict[str, str] = {}
     points: dict[str, int] = defaultdict(int)
     online: dict[str, int] = defaultdict(int)
@@ -186,7 +188,9 @@ def online_rows(
             continue
         points[p.enterprise_code] += 1
         seen = last_seen_ms.get(p.key)
-        if seen is not None and now_ms - seen <= offline_after * p.expected_interval_s * 1000:
+        # The point's own offline rule timeout when the caller has the rule set.
+        timeout = (timeouts_ms or {}).get(p.key, offline_after * p.expected_interval_s * 1000)
+        if seen is not None and now_ms - seen <= timeout:
             online[p.enterprise_code] += 1
     return [
         Row(

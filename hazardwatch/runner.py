@@ -61,12 +61,25 @@ class Stages:
         return str(getattr(self.ruleset, "version", ""))
 
 
+@dataclass(frozen=True, slots=True)
+class RiskContext:
+    """What the time-series feed needs, once a minute, to write the enterprises' dynamic risk
+    and online rate: the warning model's open and overdue warnings and the running rules."""
+
+    now_ms: int
+    open_warnings: tuple[Any, ...]
+    overdue: tuple[Any, ...]
+    ruleset: Any
+    weights: Any
+
+
 @dataclass(slots=True)
 class BatchOutcome:
     readings: list[Any] = field(default_factory=list)
     alarms: list[Any] = field(default_factory=list)
     warnings: list[Any] = field(default_factory=list)
     rejects: list[Any] = field(default_factory=list)
+    risk: RiskContext | None = None
 
 
 class TimeseriesSink(Protocol):
@@ -93,8 +106,12 @@ class Pipeline:
         on_reject: Callable[[Any], None] | None = None,
         listeners: Iterable[PipelineListener] = (),
         alerts_tick_ms: int = 0,
+        risk_every_ms: int = 60_000,
     ) -> None:
         self.stages = stages
+        # Dynamic risk and online rate go to the time-series feed at this cadence (ticks).
+        self.risk_every_ms = risk_every_ms
+        self._last_risk = -(1 << 62)
         # The alerts stage's timers are minutes long (escalation, reminders); a simulated run
         # may tick them less often than the engine to save a SQLite transaction per tick.
         self.alerts_tick_ms = alerts_tick_ms
@@ -164,6 +181,16 @@ class Pipeline:
         if now_ms - self._engine_now_ms >= min_engine_gap_ms:
             self.engine_state, out.alarms = self.stages.engine.tick(self.engine_state, now_ms)
             self._engine_now_ms = now_ms
+        if self.sink is not None and now_ms - self._last_risk >= self.risk_every_ms:
+            self._last_risk = now_ms
+            wm, ws = self.stages.warnings, self.warning_state
+            out.risk = RiskContext(
+                now_ms=now_ms,
+                open_warnings=tuple(wm.open_warnings(ws)),
+                overdue=tuple(wm.overdue(ws, now_ms)),
+                ruleset=self.stages.ruleset,
+                weights=wm.config.risk,
+            )
         self._after_engine(out, now_ms, tick=True)
         return out
 
@@ -190,7 +217,7 @@ class Pipeline:
             self.metrics.observe_warning(str(wev.colour), str(wev.state))
         if out.alarms or out.warnings or out.readings:
             self._dirty = True
-        if self.sink is not None and (out.readings or out.alarms or out.warnings):
+        if self.sink is not None and (out.readings or out.alarms or out.warnings or out.risk):
             self.sink.submit(out)
         for listener in self.listeners:
             listener.on_batch(out, now_ms)

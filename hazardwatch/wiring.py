@@ -9,6 +9,7 @@ turns into their own config objects.
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -305,6 +306,10 @@ class TimeseriesFeed:
         self._every = pipeline_every_s
         self._last_figures: Any = None
         self._last_ms = 0
+        # For the enterprises' dynamic risk and online rate (written when the pipeline hands
+        # over a RiskContext): when each point last reported, and the last day's firings.
+        self.last_seen: dict[str, int] = {}
+        self.recent_alarms: collections.deque[Any] = collections.deque(maxlen=100_000)
         self._thread = threading.Thread(target=self._run, name="hw-timeseries", daemon=True)
         self._thread.start()
 
@@ -324,13 +329,52 @@ class TimeseriesFeed:
 
         reg = self.registry
         out: list[str] = []
+        seen = self.last_seen
         for r in outcome.readings:
             p = reg.get(r.enterprise_code, r.tag)
             if p is not None:
                 out.append(reading_line(r, p))
+                if r.ts_ms > seen.get(p.key, -1):
+                    seen[p.key] = r.ts_ms
         out.extend(row.line() for row in alarm_rows(outcome.alarms, reg))
         out.extend(row.line() for row in warning_rows(outcome.warnings, reg))
+        self.recent_alarms.extend(a for a in outcome.alarms if str(a.state) == "firing")
+        if outcome.risk is not None:
+            out.extend(self.risk_lines(outcome.risk))
         return out
+
+    def risk_lines(self, ctx: Any) -> list[str]:
+        """`risk` and `online` rows for every enterprise at `ctx.now_ms` (DOMAIN.md §4:
+        grades, open warnings and their age, repeated alarms, overdue dispositions, online
+        rate; filings are the alerts stage's and are not counted here)."""
+        from dashboards.series import RiskSnapshot, online_rows, risk_rows
+        from rules.risk import enterprise_risk, risk_inputs
+
+        reg, now = self.registry, ctx.now_ms
+        day_ago = now - 86_400_000
+        while self.recent_alarms and self.recent_alarms[0].ts_ms < day_ago:
+            self.recent_alarms.popleft()
+        timeouts: dict[str, int] = {}
+        for p in reg:
+            pr = ctx.ruleset.rules_for(p.key) if ctx.ruleset is not None else None
+            if pr is not None and pr.offline is not None:
+                timeouts[p.key] = pr.offline.timeout_ms
+        online = online_rows(reg, self.last_seen, now, offline_after=0.0, timeouts_ms=timeouts)
+        rate = {row.tags["enterprise"]: row.fields["rate"] for row in online}
+        snapshots = []
+        for ent in reg.enterprises():
+            inputs = risk_inputs(
+                reg,
+                ent,
+                now,
+                open_warnings=ctx.open_warnings,
+                alarms=self.recent_alarms,
+                overdue_dispositions=sum(1 for w in ctx.overdue if w.enterprise_code == ent),
+                online_rate=rate.get(ent),
+            )
+            colours = [w.colour for w in ctx.open_warnings if w.enterprise_code == ent]
+            snapshots.append(RiskSnapshot.of(enterprise_risk(inputs, ctx.weights), colours))
+        return [row.line() for row in [*risk_rows(snapshots, reg, now), *online]]
 
     def pipeline_lines(self, now_ms: int) -> list[str]:
         """Figures of the interval since the last call (counters as deltas)."""

@@ -83,3 +83,41 @@ def test_swap_to_new_rules_keeps_open_alarms_and_names_the_new_ruleset(tmp_path)
     assert [(a.tag, a.state, a.ruleset) for a in out.alarms if a.kind == "limit"] == [
         ("AT-1", "cleared", new.ruleset_version)
     ]
+
+
+class _Lines:
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def write_lines(self, lines):
+        self.lines.extend(lines)
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_live_run_writes_risk_and_online_rows_for_the_dashboards(tmp_path):
+    """The city map and online-rate panels need `risk` and `online` rows from a live run,
+    not only from a replay: the pipeline hands the feed its open warnings once a minute."""
+    from hazardwatch.metrics import Metrics
+    from hazardwatch.wiring import TimeseriesFeed
+
+    st = _stages(tmp_path)
+    out = _Lines()
+    feed = TimeseriesFeed(out, st.registry, Metrics(), pipeline_every_s=3600)
+    p = Pipeline(st, start_ms=T0, sink=feed, risk_every_ms=60_000)
+    # NH3 at 30 mg/m3 is over AL (20) for minutes: an L1 alarm and an open warning for EA.
+    for i in range(0, 400, 20):
+        p.process([msg(i, 30, 10)], T0 + i * 1000)
+        p.tick(T0 + i * 1000)
+    feed.close()
+    risk = [x for x in out.lines if x.startswith("risk,")]
+    online = [x for x in out.lines if x.startswith("online,")]
+    assert len(risk) == 7 and len(online) == 7  # one per minute of the 400 s run, from t=0
+    last = risk[-1]
+    assert "enterprise=EA" in last and 'warning="yellow"' in last  # 黄 after 5 min at L1
+    assert "open_warnings=1i" in last and 'level="none"' not in last
+    assert "rate=1" in online[-1] and "points=2i" in online[-1]
