@@ -154,7 +154,13 @@ def test_distributed_equals_embedded_for_identical_input(
         assert alarm_notifications(rcv_d) == alarm_notifications(rcv_e)
         assert rcv_d.duplicates == 0 and rcv_e.duplicates == 0
         # the worker's Prometheus endpoint: readings in, alarms, and Kafka consumer lag
-        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        # (consumer lag is sampled by a 5 s timer once partitions are assigned: wait for it)
+        deadline = time.monotonic() + 20
+        while True:
+            text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+            if "hw_kafka_consumer_lag{" in text or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert f"hw_readings_in_total {2 * 8 * len(ents)}.0" in text
         assert 'hw_alarms_total{kind="limit",level="L1",state="firing"}' in text
         assert "hw_kafka_consumer_lag{" in text
