@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from ingest.model import Industry, Point, Registry
+from ingest.registry import COLUMNS
 
 #: Extra registry columns the generated CSV carries (kept by the loader as point attributes).
 #: `inlet_valve` names the tank's inlet valve tag on its level point (interlock check);
@@ -29,29 +30,8 @@ from ingest.model import Industry, Point, Registry
 #: unit (the ammonia heads that speak ppm); `sim_ts_format` how the gateway writes `ts`.
 EXTRA_COLUMNS = ("inlet_valve", "sim_publish_unit", "sim_ts_format")
 
-REGISTRY_COLUMNS = (
-    "enterprise_code",
-    "enterprise_name",
-    "industry",
-    "district",
-    "hazard_code",
-    "hazard_level",
-    "zone",
-    "gateway_code",
-    "tag",
-    "parameter",
-    "unit",
-    "range_low",
-    "range_high",
-    "ll",
-    "l",
-    "h",
-    "hh",
-    "expected_interval_s",
-    "lat",
-    "lon",
-    *EXTRA_COLUMNS,
-)
+# The contract columns (DESIGN.md) in their documented order, then our extras.
+REGISTRY_COLUMNS = (*COLUMNS, *EXTRA_COLUMNS)
 
 
 class CityTemplateError(ValueError):
