@@ -512,7 +512,7 @@ def create_app(
             open_only=open_only,
         )
         items = store.list_warnings(limit=limit, offset=offset, **filters)
-        total = len(store.list_warnings(limit=None, **filters))
+        total = store.count_warnings(**filters)
         return {
             "items": [subject_out(r) for r in items],
             "total": total,

@@ -320,8 +320,9 @@ class AlertStore:
         rows = self._query("SELECT data FROM warnings WHERE warning_id=?", (warning_id,))
         return WarningRecord.from_dict(json.loads(rows[0][0])) if rows else None
 
-    def list_warnings(
+    def _warning_where(
         self,
+        args: list[Any],
         *,
         enterprise: str | Iterable[str] | None = None,
         district: str | Iterable[str] | None = None,
@@ -331,11 +332,8 @@ class AlertStore:
         since_ms: int | None = None,
         until_ms: int | None = None,
         open_only: bool = False,
-        limit: int | None = 100,
-        offset: int = 0,
-    ) -> list[WarningRecord]:
-        args: list[Any] = []
-        sql = "SELECT data FROM warnings WHERE 1"
+    ) -> str:
+        sql = " WHERE 1"
         sql += _in("enterprise_code", enterprise, args)
         sql += _in("district", district, args)
         sql += _in("phase", state, args)
@@ -351,11 +349,29 @@ class AlertStore:
         if until_ms is not None:
             sql += " AND raised_ms<?"
             args.append(until_ms)
+        return sql
+
+    def list_warnings(
+        self, *, limit: int | None = 100, offset: int = 0, **filters: Any
+    ) -> list[WarningRecord]:
+        """Warnings matching every given filter, newest raise first. Filters: `enterprise`,
+        `district`, `state`, `colour` (each a value or several), `hazard_code`,
+        `since_ms`/`until_ms` (raise time, until exclusive), `open_only`."""
+        args: list[Any] = []
+        sql = "SELECT data FROM warnings" + self._warning_where(args, **filters)  # noqa: S608
         sql += " ORDER BY raised_ms DESC, warning_id"
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             args += [limit, offset]
         return [WarningRecord.from_dict(json.loads(r[0])) for r in self._query(sql, args)]
+
+    def count_warnings(self, **filters: Any) -> int:
+        """How many warnings `list_warnings` would return without a limit."""
+        filters.pop("limit", None)
+        filters.pop("offset", None)
+        args: list[Any] = []
+        sql = "SELECT count(*) FROM warnings" + self._warning_where(args, **filters)  # noqa: S608
+        return int(self._query(sql, args)[0][0])
 
     def get_subject(self, subject_id: str) -> AlarmRecord | WarningRecord | None:
         """An alarm or a warning by id (the ids of the two never collide in practice; an

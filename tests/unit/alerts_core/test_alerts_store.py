@@ -54,6 +54,8 @@ def test_list_warnings_filters(filled):
     assert ids(s.list_warnings(colour="orange")) == ["W1"]
     assert ids(s.list_warnings(enterprise="E002")) == ["W2"]
     assert ids(s.list_warnings(state="firing", district="QJ-KFQ")) == ["W2", "W1"]
+    assert s.count_warnings() == 2 and s.count_warnings(colour="orange") == 1
+    assert ids(s.list_warnings(limit=1, offset=1)) == ["W1"]
     assert s.get_subject("W1").colour == "orange" and s.get_subject("A3").kind == "limit"
     assert s.get_subject("nope") is None
 
