@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -20,78 +19,9 @@ import uvicorn
 from hazardwatch.settings import load_settings
 from hazardwatch.tls import TlsError, api_scheme, uvicorn_ssl_kwargs
 from tests.integration.test_api_fixtures import ADMIN, build_world
+from tests.pki import ca_and_server_cert
 
 pytestmark = pytest.mark.integration
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _ca_and_server_cert(d: Path, name: str, key_password: str | None = None) -> dict[str, Path]:
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
-    _openssl(
-        "req",
-        "-x509",
-        *ec,
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        f"/CN={name}-ca",
-        "-keyout",
-        f"{name}-ca.key",
-        "-out",
-        f"{name}-ca.crt",
-        cwd=d,
-    )
-    _openssl(
-        "req",
-        *ec,
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        f"{name}.key",
-        "-out",
-        f"{name}.csr",
-        cwd=d,
-    )
-    (d / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        f"{name}.csr",
-        "-CA",
-        f"{name}-ca.crt",
-        "-CAkey",
-        f"{name}-ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        f"{name}.ext",
-        "-out",
-        f"{name}.crt",
-        cwd=d,
-    )
-    key = d / f"{name}.key"
-    if key_password:
-        _openssl(
-            "pkey",
-            "-in",
-            key.name,
-            "-aes256",
-            "-passout",
-            f"pass:{key_password}",
-            "-out",
-            f"{name}.enc.key",
-            cwd=d,
-        )
-        key = d / f"{name}.enc.key"
-    key.chmod(0o600)
-    return {"ca": d / f"{name}-ca.crt", "cert": d / f"{name}.crt", "key": key}
 
 
 def _settings(**api):
@@ -141,8 +71,8 @@ def world(tmp_path: Path):
 
 
 def test_api_over_https_verifies_with_the_ca_and_refuses_plain_http(tmp_path: Path, world):
-    pki = _ca_and_server_cert(tmp_path, "api")
-    other = _ca_and_server_cert(tmp_path, "other")
+    pki = ca_and_server_cert(tmp_path, "api")
+    other = ca_and_server_cert(tmp_path, "other")
     s = _settings(tls_cert_file=pki["cert"], tls_key_file=pki["key"])
     kwargs = uvicorn_ssl_kwargs(s)
     assert kwargs == {"ssl_certfile": str(pki["cert"]), "ssl_keyfile": str(pki["key"])}
@@ -165,7 +95,7 @@ def test_api_over_https_verifies_with_the_ca_and_refuses_plain_http(tmp_path: Pa
 
 
 def test_encrypted_key_with_its_password(tmp_path: Path, world):
-    pki = _ca_and_server_cert(tmp_path, "enc", key_password="k3y-pass-SECRET")
+    pki = ca_and_server_cert(tmp_path, "enc", key_password="k3y-pass-SECRET")
     s = _settings(
         tls_cert_file=pki["cert"],
         tls_key_file=pki["key"],
@@ -189,8 +119,8 @@ def test_encrypted_key_with_its_password(tmp_path: Path, world):
 
 
 def test_bad_tls_settings_are_one_clear_error(tmp_path: Path):
-    pki = _ca_and_server_cert(tmp_path, "bad")
-    other = _ca_and_server_cert(tmp_path, "mismatch")
+    pki = ca_and_server_cert(tmp_path, "bad")
+    other = ca_and_server_cert(tmp_path, "mismatch")
     assert uvicorn_ssl_kwargs(_settings()) == {}
     assert api_scheme(_settings()) == "http"
     cases = [
@@ -216,7 +146,7 @@ def test_the_runner_serves_the_api_over_https_when_configured(tmp_path: Path, wo
     answers on https (and says so in its URL); a bad pair stops it with one clear error."""
     from hazardwatch.wiring import WiringError, start_api
 
-    pki = _ca_and_server_cert(tmp_path, "run")
+    pki = ca_and_server_cert(tmp_path, "run")
     with socket.socket() as probe:  # a free loopback port for api.port (which must be >= 1)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -228,7 +158,7 @@ def test_the_runner_serves_the_api_over_https_when_configured(tmp_path: Path, wo
         assert r.status_code == 200
     finally:
         server.stop()
-    other = _ca_and_server_cert(tmp_path, "other2")
+    other = ca_and_server_cert(tmp_path, "other2")
     with pytest.raises(WiringError, match="not a usable pair"):
         start_api(
             _settings(tls_cert_file=pki["cert"], tls_key_file=other["key"], port=port),

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ingest.mqtt import MqttConfig, MqttPublisher, MqttSource
+from tests.pki import ca_and_server_cert
 
 pytestmark = pytest.mark.integration
 
@@ -26,64 +27,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def _make_ca_and_cert(d: Path, name: str) -> tuple[Path, Path, Path]:
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        f"/CN={name}-ca",
-        "-keyout",
-        f"{name}-ca.key",
-        "-out",
-        f"{name}-ca.crt",
-        cwd=d,
-    )
-    _openssl(
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        f"{name}.key",
-        "-out",
-        f"{name}.csr",
-        cwd=d,
-    )
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        f"{name}.csr",
-        "-CA",
-        f"{name}-ca.crt",
-        "-CAkey",
-        f"{name}-ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        f"{name}.crt",
-        cwd=d,
-    )
-    return d / f"{name}-ca.crt", d / f"{name}.crt", d / f"{name}.key"
+    pki = ca_and_server_cert(d, name)
+    return pki["ca"], pki["cert"], pki["key"]
 
 
 @pytest.fixture(scope="module")
