@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import tomllib
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -19,12 +20,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 from pydantic_settings import (
     SettingsError as _SourceError,
 )
+from pydantic_settings.sources.utils import parse_env_vars
 
 DEFAULT_CONFIG_NAME = "hazardwatch.toml"
 ENV_PREFIX = "HW_"
@@ -211,6 +214,20 @@ class _TomlSource(PydanticBaseSettingsSource):
 
 
 _toml_path: ContextVar[Path | None] = ContextVar("hazardwatch_toml_path", default=None)
+_environ: ContextVar[Mapping[str, str] | None] = ContextVar("hazardwatch_environ", default=None)
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading the mapping `load_settings` was given
+    instead of `os.environ` (which other threads may be reading: never swap it)."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        env = _environ.get()
+        if env is None:
+            return super()._load_env_vars()
+        return parse_env_vars(
+            env, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
 
 
 class Settings(BaseSettings):
@@ -249,7 +266,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlSource(settings_cls, _toml_path.get()))
+        return (
+            init_settings,
+            _EnvSource(settings_cls),
+            _TomlSource(settings_cls, _toml_path.get()),
+        )
 
 
 # Environment variables that are ours but not settings (so they are not "unknown").
@@ -342,11 +363,8 @@ def load_settings(
         )
     source = f"file {path}" if path else "defaults"
     token = _toml_path.set(path)
-    saved = os.environ.copy()
+    env_token = _environ.set(env)
     try:
-        # pydantic-settings reads os.environ; give it exactly the environment we were given.
-        os.environ.clear()
-        os.environ.update(env)
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(_format_errors(exc, source + " + environment")) from None
@@ -358,8 +376,7 @@ def load_settings(
             'e.g. HW_CHANNELS__WECOM__ROBOT_KEYS=\'{"duty": "..."}\''
         ) from None
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        _environ.reset(env_token)
         _toml_path.reset(token)
 
 

@@ -126,3 +126,11 @@ def test_every_command_package_is_distributed():
         if p.parent.relative_to(REPO).parts[0] in tops and "__pycache__" not in p.parts
     }
     assert on_disk <= packages, f"packages missing from pyproject: {sorted(on_disk - packages)}"
+
+
+def test_given_environment_is_used_and_the_process_environment_left_alone(monkeypatch):
+    monkeypatch.setenv("HW_MQTT__PORT", "1999")
+    assert load_settings(environ={}).mqtt.port == 1883  # only what we were given
+    assert load_settings(environ={"HW_MQTT__PORT": "2001"}).mqtt.port == 2001
+    assert os.environ["HW_MQTT__PORT"] == "1999"
+    assert load_settings().mqtt.port == 1999  # default: the process environment
