@@ -142,14 +142,9 @@ COMMAND_MODULES = (
     "hazardwatch.commands.access",
 )
 
+# A missing module is an installation error: fail loudly rather than lose its commands.
 for _name in COMMAND_MODULES:
-    try:
-        _mod = importlib.import_module(_name)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _name:
-            raise
-        continue
-    _mod.register(app)
+    importlib.import_module(_name).register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
