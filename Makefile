@@ -13,13 +13,13 @@ DEV := $(VENV)/.installed-dev
 
 $(BASE): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(PIP) -U pip
+	$(PIP) -U pip setuptools
 	$(PIP) -e .
 	touch $(BASE)
 
 $(DEV): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(PIP) -U pip
+	$(PIP) -U pip setuptools
 	$(PIP) -e '.[dev]'
 	touch $(BASE) $(DEV)
 

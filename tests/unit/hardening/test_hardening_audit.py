@@ -104,3 +104,68 @@ def test_a_copyleft_package_fails_the_run_by_name(tmp_path: Path, monkeypatch, c
         "evil-lib 1.0: GPL-3.0-only (License-Expression); not on the allow-list: GPL-3.0-only"
         in out
     )
+
+
+# ------------------------------------------------------------------ the offline advisory snapshot
+
+
+def _entry(*events, versions=None):
+    e = {"id": "PYSEC-X", "aliases": ["CVE-X"], "package": "pkg", "ranges": [list(events)]}
+    if versions is not None:
+        e = {**e, "ranges": [], "versions": versions}
+    return e
+
+
+@pytest.mark.parametrize(
+    ("version", "entry", "affected"),
+    [
+        ("1.0", _entry({"introduced": "0"}, {"fixed": "2.0"}), True),
+        ("2.0", _entry({"introduced": "0"}, {"fixed": "2.0"}), False),
+        ("0.9", _entry({"introduced": "1.0"}, {"fixed": "2.0"}), False),
+        ("1.5", _entry({"introduced": "1.0"}, {"last_affected": "1.5"}), True),
+        ("1.6", _entry({"introduced": "1.0"}, {"last_affected": "1.5"}), False),
+        # two affected spans in one range: 1.x before 1.4, and 2.x before 2.2
+        (
+            "2.1",
+            _entry(
+                {"introduced": "1.0"}, {"fixed": "1.4"}, {"introduced": "2.0"}, {"fixed": "2.2"}
+            ),
+            True,
+        ),
+        (
+            "1.5",
+            _entry(
+                {"introduced": "1.0"}, {"fixed": "1.4"}, {"introduced": "2.0"}, {"fixed": "2.2"}
+            ),
+            False,
+        ),
+        ("3.0", _entry({"introduced": "0"}), True),  # no fix yet
+        ("0.12.01", _entry(versions=["0.12.01"]), True),
+        ("0.13", _entry(versions=["0.12.01"]), False),
+    ],
+)
+def test_osv_ranges_are_read_as_the_osv_spec_says(version, entry, affected):
+    assert audit._affected(version, entry) is affected
+
+
+def test_a_vulnerable_installed_version_fails_the_offline_audit(monkeypatch, capsys, tmp_path):
+    """The committed snapshot knows setuptools before 65.5.1 (CVE-2022-40897): a venv that kept
+    Python's bundled 65.5.0 fails by name; the same package fixed passes; an ignored id passes."""
+    import json as _json
+
+    snap = _json.loads(audit.SNAPSHOT.read_text(encoding="utf-8"))
+    found = audit.snapshot_findings({"setuptools": "65.5.0"}, snap)
+    assert any(vid == "PYSEC-2022-43012" for _n, _v, vid, _a in found), found
+    assert audit.snapshot_findings({"setuptools": "80.0.0"}, snap) == []
+    monkeypatch.setitem(audit.IGNORED_VULNS, "CVE-2022-40897", "test")
+    assert all(
+        vid != "PYSEC-2022-43012"
+        for _n, _v, vid, _a in audit.snapshot_findings({"setuptools": "65.5.0"}, snap)
+    )
+
+
+def test_the_offline_audit_passes_on_this_environment_and_says_how_old_it_is(capsys):
+    assert audit.check_snapshot() == 0
+    out = capsys.readouterr().out
+    assert "committed PyPA advisory snapshot" in out
+    assert "vulnerability audit ok (snapshot of" in out
