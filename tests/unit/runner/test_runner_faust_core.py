@@ -10,6 +10,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from hazardwatch.faust_app import (
     EnterpriseCore,
+    LiveStates,
     decode_transition,
     encode_transition,
     partition_for,
@@ -120,16 +121,84 @@ def test_per_enterprise_evaluation_equals_the_whole_registry_pipeline(tmp_path):
     assert sorted(per_ent, key=key) == sorted(embedded, key=key)
 
 
-def test_decoded_state_is_reused_while_the_table_holds_the_same_bytes(tmp_path):
+def _core(tmp_path) -> EnterpriseCore:
     reg = tmp_path / "registry.csv"
     reg.write_text(REG, encoding="utf-8")
-    core = EnterpriseCore(load_rules(RuleSources(reg)))
-    step = core.tick("EA", None, None, T0)
-    loads = []
-    eng = core.engine("EA")
-    orig = eng.load_state
-    eng.load_state = lambda b: (loads.append(1), orig(b))[1]
-    core.tick("EA", step.engine, step.warnings, T0 + 1000)
-    assert loads == []  # same bytes object: no decode
-    core.tick("EA", bytes(step.engine), step.warnings, T0 + 2000)  # recovered copy: decoded
-    assert loads == [1]
+    return EnterpriseCore(load_rules(RuleSources(reg)))
+
+
+def _readings(core: EnterpriseCore, ent: str, rows) -> list[list]:
+    norm = build_stages(core.bundle).normalizer
+    return [norm.normalize(m.topic, m.payload, m.received_ms).readings for m in _msgs(ent, rows)]
+
+
+PLAN_EB = [
+    (0, {"AT-1": 0.1, "AT-2": 0.1, "AT-3": 0.1, "LT-1": 10}),
+    (2, {"AT-1": 1.5, "AT-2": 0.1, "AT-3": 0.1, "LT-1": 16}),
+    (8, {"AT-1": 0.1, "AT-2": 0.1, "AT-3": 0.1, "LT-1": 16.5}),
+    (12, {"AT-1": 0.1, "AT-2": 0.1, "AT-3": 0.1, "LT-1": 10}),
+]
+
+
+def test_live_states_decode_once_and_flush_what_the_pure_core_computes(tmp_path):
+    """The worker keeps state in memory between flushes: same alarms and same flushed bytes as
+    the bytes-in/bytes-out core, the table read and decoded once, only changed enterprises
+    written, and after `forget` (a rebalance) the state comes from the tables again."""
+    core = _core(tmp_path)
+    table: dict[bytes, tuple[bytes | None, bytes | None]] = {}
+    reads = []
+
+    def stored(key: bytes):
+        reads.append(key)
+        return table.get(key, (None, None))
+
+    live = LiveStates(core, stored)
+    batches = _readings(core, "EB", PLAN_EB)
+    est = wst = None
+    pure_alarms, live_alarms = [], []
+    for i, rs in enumerate(batches):
+        now = T0 + (i * 4 + 1) * 1000
+        step = core.process("EB", est, wst, rs, now)
+        est, wst = step.engine, step.warnings
+        pure_alarms += step.alarms
+        alarms, _events = live.process("EB", rs, now)
+        live_alarms += alarms
+        if i == 1:  # a flush half-way: the table now holds the state after two batches
+            assert [k for k, _e, _w in live.take_dirty()] == [b"EB"]
+            assert not live.dirty()
+    assert live_alarms == pure_alarms and {a.kind for a in pure_alarms} >= {Kind.LIMIT}
+    assert reads == [b"EB"]  # decoded once, then kept in memory
+    flushed = live.take_dirty()
+    assert flushed == [(b"EB", est, wst)]  # byte for byte the pure core's state
+    assert live.take_dirty() == []  # nothing changed since
+    # a rebalance: memory dropped, the (recovered) table is read again and evaluation goes on
+    table[b"EB"] = (est, wst)
+    live.forget()
+    now = T0 + 2_000_000  # silent past 3x the expected interval: offline alarms
+    alarms, _events = live.tick("EB", now)
+    assert alarms and alarms == core.tick("EB", est, wst, now).alarms
+    assert reads == [b"EB", b"EB"]
+
+
+def test_live_states_skip_the_engine_tick_right_after_a_batch(tmp_path):
+    """A batch evaluates the engine's timers up to its `now`; the 1 s tick of that enterprise
+    within the next second only ticks the warning model (under load every enterprise has a
+    batch every second, so the tick costs nothing), and later ones fire what is due."""
+    core = _core(tmp_path)
+    live = LiveStates(core, lambda key: (None, None))
+    eng = core.engine("EB")
+    ticks = []
+    orig = eng.tick
+    eng.tick = lambda s, now: (ticks.append(now), orig(s, now))[1]
+    (rs,) = _readings(core, "EB", PLAN_EB[:1])
+    live.process("EB", rs, T0 + 100)
+    live.tick("EB", T0 + 900)
+    assert ticks == []
+    live.tick("EB", T0 + 1100)
+    assert ticks == [T0 + 1100]
+    # silence past 3x the expected interval (600 s): offline alarms from the tick, as the pure core
+    step = core.process("EB", None, None, rs, T0 + 100)
+    later = T0 + 2_000_000
+    alarms, _ = live.tick("EB", later)
+    assert alarms and {a.kind for a in alarms} <= {Kind.OFFLINE, Kind.GATEWAY}
+    assert alarms == core.tick("EB", step.engine, step.warnings, later).alarms
