@@ -4,9 +4,15 @@ InfluxDB is configured. Both take `write_lines(lines)`, `flush()`, `close()`, `s
 
 InfluxDB being down must never delay alarms (DESIGN.md, Reliability), so `write_lines` only
 appends to a bounded in-memory buffer; a background thread batches and sends. While InfluxDB
-is down or pushing back (HTTP 429/503) batches go to spill files on disk, which are replayed in
-order once it answers again, also after a restart. When the spill folder is full, new lines are
-dropped and counted (`dropped`), never silently.
+is down or pushing back (HTTP 429/503) the writer thread moves batches to spill files on disk,
+which are replayed in order once it answers again, also after a restart.
+
+When the spill folder cannot take a batch (its byte limit, or the disk answers ENOSPC/EIO), the
+lines stay in memory and spilling is retried every `spill_retry_s`; a failed spill write leaves
+no file behind. Only when memory holds `max_buffer_lines` are the oldest lines dropped: counted
+(`dropped`, shown in the `pipeline` row's influx_dropped) and logged at ERROR naming the spill
+folder. So an InfluxDB outage on a full spill disk loses nothing while it fits in memory.
+Callers only ever append to memory: disk and network I/O happen on the writer thread alone.
 """
 
 from __future__ import annotations
@@ -91,10 +97,14 @@ def _translate(exc: Exception) -> InfluxError:
 # ------------------------------------------------------------------------ spill files
 
 
+class SpillError(Exception):
+    """A batch could not be written to the spill folder (full, or the disk failed)."""
+
+
 class _Spill:
     """Batches on disk, replayed oldest first. Each file holds one batch of lines; a file is
-    written under a temporary name and renamed, so a crash never leaves half a batch. One
-    spill folder per writer process."""
+    written under a temporary name and renamed, so neither a crash nor a full disk leaves half
+    a batch under a name that replay reads. One spill folder per writer process."""
 
     def __init__(self, folder: Path, max_bytes: int) -> None:
         self.folder = folder
@@ -110,31 +120,58 @@ class _Spill:
     def __len__(self) -> int:
         return len(self._files)
 
-    def put(self, lines: list[str]) -> bool:
+    def put(self, lines: list[str]) -> None:
+        """Write one batch, or raise SpillError and leave nothing behind."""
         data = ("\n".join(lines) + "\n").encode("utf-8")
         if self.bytes + len(data) > self.max_bytes:
-            return False
+            raise SpillError(f"it holds {self.bytes} bytes, its limit is {self.max_bytes}")
         path = self.folder / f"spill-{self._seq:012d}.lp"
         self._seq += 1
         tmp = path.with_suffix(".tmp")
-        # No fsync: the spill covers InfluxDB outages and process restarts (the page cache
-        # survives both); an fsync per batch would hold up writers for milliseconds.
-        tmp.write_bytes(data)
-        tmp.rename(path)
+        try:
+            # No fsync: the spill covers InfluxDB outages and process restarts (the page cache
+            # survives both); an fsync per batch would hold up the writer for milliseconds.
+            with open(tmp, "wb") as f:
+                f.write(data)
+            tmp.rename(path)
+        except OSError as exc:
+            # ENOSPC mid-write leaves a partial temp file: remove it so it neither holds the
+            # space nor ever looks like a batch.
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise SpillError(f"{type(exc).__name__}: {exc.strerror or exc}") from None
         self._files.append(path)
         self.bytes += len(data)
-        return True
 
     def peek(self) -> tuple[Path, list[str]] | None:
         while self._files:
             path = self._files[0]
             try:
-                text = path.read_text(encoding="utf-8")
+                data = path.read_bytes()
             except FileNotFoundError:
                 self._files.popleft()
                 continue
+            except OSError as exc:
+                # An unreadable file must not block the ones behind it: set it aside.
+                self._files.popleft()
+                self._quarantine(path, exc)
+                continue
+            # Damaged bytes become U+FFFD: InfluxDB rejects those lines (counted as failed)
+            # and writes the rest, instead of replay stopping at this file forever.
+            text = data.decode("utf-8", errors="replace")
             return path, [ln for ln in text.split("\n") if ln]
         return None
+
+    def _quarantine(self, path: Path, exc: OSError) -> None:
+        try:
+            size = path.stat().st_size
+            path.rename(path.with_suffix(".bad"))
+            self.bytes -= size
+        except OSError:
+            pass
+        log.error("influx spill file %s is unreadable (%s); set aside as .bad", path, exc)
 
     def pop(self, path: Path) -> None:
         if self._files and self._files[0] == path:
@@ -143,8 +180,8 @@ class _Spill:
             size = path.stat().st_size
             path.unlink()
             self.bytes -= size
-        except FileNotFoundError:
-            pass
+        except OSError:
+            pass  # gone already, or undeletable: at worst replayed again after a restart
 
 
 # ------------------------------------------------------------------------ InfluxDB
@@ -160,7 +197,10 @@ class InfluxConfig:
     flush_interval_ms: int = 1000
     spill_dir: Path = Path("var/influx-spill")
     spill_max_bytes: int = 1 << 30
-    max_buffer_lines: int = 200_000  # in memory; beyond this, lines go straight to spill
+    # Memory bound. While InfluxDB is down (or memory is over half of this), the writer thread
+    # moves lines to the spill; beyond it (spill failing too), the oldest lines are dropped.
+    max_buffer_lines: int = 200_000
+    spill_retry_s: float = 1.0  # after a failed spill write (full disk), try again this often
     timeout_ms: int = 5000
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
@@ -225,10 +265,15 @@ class InfluxWriter:
             "replayed": 0,
             "retries": 0,
             "backpressure": 0,
+            "spill_errors": 0,
         }
         self._down_until = 0.0
         self._backoff = config.backoff_initial_s
         self._last_error = ""
+        self._spill_error = ""  # set while the spill folder refuses batches
+        self._spill_retry_at = 0.0
+        self._drop_logged_at: float | None = None
+        self._drops_unlogged = 0
         self._sending = False
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
@@ -237,18 +282,48 @@ class InfluxWriter:
     # ---------------------------------------------------------------- caller side
 
     def write_lines(self, lines: Iterable[str]) -> None:
-        """Queue lines; returns at once. Over the memory bound, the oldest lines are spilled."""
+        """Queue lines; returns at once, never touching disk or network. Over the memory
+        bound (the writer thread could neither send nor spill them), the oldest are dropped."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("InfluxWriter is closed")
             self._buf.extend(lines)
-            over = len(self._buf) - self.config.max_buffer_lines
-            batch = [self._buf.popleft() for _ in range(over)] if over > 0 else None
+            dropped = self._trim_locked()
             n = len(self._buf)
-        if batch:
-            self._spill_batch(batch)  # outside the buffer lock: callers never wait on disk
-        if n >= self.config.batch_size:
+        if dropped:
+            self._log_dropped(dropped)
+        if n >= self.config.batch_size or n > self.config.max_buffer_lines // 2:
             self._wake.set()
+
+    def _trim_locked(self) -> int:
+        over = len(self._buf) - self.config.max_buffer_lines
+        if over <= 0:
+            return 0
+        for _ in range(over):
+            self._buf.popleft()
+        self._counts["dropped"] += over
+        return over
+
+    def _log_dropped(self, n: int) -> None:
+        """ERROR naming the folder: at once for the first drop, then at most once a minute
+        with the count since, so a long outage does not flood the log."""
+        now = time.monotonic()
+        with self._lock:
+            self._drops_unlogged += n
+            if self._drop_logged_at is not None and now - self._drop_logged_at < 60:
+                return
+            self._drop_logged_at = now
+            n, self._drops_unlogged = self._drops_unlogged, 0
+            total, why = self._counts["dropped"], self._spill_error or self._last_error
+        log.error(
+            "influx writer memory is full (%d lines) and the spill folder %s cannot take more "
+            "(%s): dropped %d lines (%d in all)",
+            self.config.max_buffer_lines,
+            self.config.spill_dir,
+            why or "the writer thread has not caught up yet",
+            n,
+            total,
+        )
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until memory and spill are written (True) or the timeout passes (False)."""
@@ -265,16 +340,26 @@ class InfluxWriter:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Try to write what is buffered for up to `timeout_s`; spill the rest to disk (it is
-        replayed by the next writer on the same spill folder), then stop."""
+        replayed by the next writer on the same spill folder), then stop. What neither InfluxDB
+        nor the spill takes is dropped, counted and logged."""
         self.flush(timeout_s)
         with self._lock:
             self._closed = True
-            rest = list(self._buf)
-            self._buf.clear()
-        if rest:
-            self._spill_batch(rest)
         self._wake.set()
         self._thread.join(timeout=timeout_s + self.config.timeout_ms / 1000)
+        with self._lock:
+            rest = list(self._buf)
+            self._buf.clear()
+        if rest and not self._spill_batch(rest, retry_now=True):
+            with self._lock:
+                self._counts["dropped"] += len(rest)
+            log.error(
+                "influx writer closing: InfluxDB did not take %d lines and the spill folder %s "
+                "cannot (%s): dropped them",
+                len(rest),
+                self.config.spill_dir,
+                self._spill_error,
+            )
         self._close_client()
 
     def stats(self) -> dict[str, int | str | bool]:
@@ -284,24 +369,73 @@ class InfluxWriter:
                 "buffered": len(self._buf),
                 "spill_files": len(self._spill),
                 "spill_bytes": self._spill.bytes,
+                "spill_error": self._spill_error,
                 "down": self._clock() < self._down_until,
                 "last_error": self._last_error,
             }
 
     # ---------------------------------------------------------------- background
 
-    def _spill_batch(self, batch: list[str]) -> None:
-        with self._spill_lock:
-            ok = self._spill.put(batch)
+    def _spill_batch(self, batch: list[str], retry_now: bool = False) -> bool:
+        """Write a batch to the spill; False (lines not taken, error noted) when the folder
+        refuses it or refused one less than `spill_retry_s` ago."""
         with self._lock:
-            self._counts["spilled" if ok else "dropped"] += len(batch)
-        if not ok:
-            log.error(
-                "influx spill folder %s is full (%d bytes): dropped %d lines",
-                self._spill.folder,
-                self._spill.bytes,
-                len(batch),
-            )
+            if self._spill_error and not retry_now and self._clock() < self._spill_retry_at:
+                return False
+        try:
+            with self._spill_lock:
+                self._spill.put(batch)
+        except SpillError as exc:
+            with self._lock:
+                first = not self._spill_error
+                self._spill_error = str(exc)
+                self._counts["spill_errors"] += 1
+                self._spill_retry_at = self._clock() + self.config.spill_retry_s
+                held = len(self._buf) + len(batch)
+            if first:
+                log.error(
+                    "influx spill folder %s refuses batches (%s): keeping lines in memory "
+                    "(%d now, at most %d) and retrying every %g s",
+                    self.config.spill_dir,
+                    exc,
+                    held,
+                    self.config.max_buffer_lines,
+                    self.config.spill_retry_s,
+                )
+            return False
+        with self._lock:
+            self._counts["spilled"] += len(batch)
+            recovered, self._spill_error = self._spill_error, ""
+        if recovered:
+            log.warning("influx spill folder %s takes batches again", self.config.spill_dir)
+        return True
+
+    def _put_back(self, batch: list[str]) -> None:
+        """Lines that could be neither sent nor spilled go back in front: order is kept."""
+        with self._lock:
+            self._buf.extendleft(reversed(batch))
+            dropped = self._trim_locked()
+        if dropped:
+            self._log_dropped(dropped)
+
+    def _relieve(self) -> None:
+        """Move memory to the spill, oldest first: all of it while InfluxDB is down (a crash
+        then loses at most one flush interval), or what is over half the memory bound while it
+        is merely slow. Stops at the first refusal; the lines then wait in memory."""
+        half = self.config.max_buffer_lines // 2
+        while True:
+            with self._lock:
+                if self._spill_error and self._clock() < self._spill_retry_at:
+                    return  # refused a moment ago: don't churn the buffer on every wake
+                down = self._clock() < self._down_until
+                keep = 0 if down else half
+                n = min(len(self._buf) - keep, self.config.batch_size)
+                if n <= 0 or (self._closed and not down):
+                    return
+                batch = [self._buf.popleft() for _ in range(n)]
+            if not self._spill_batch(batch):
+                self._put_back(batch)
+                return
 
     def _run(self) -> None:
         interval = self.config.flush_interval_ms / 1000
@@ -313,11 +447,14 @@ class InfluxWriter:
                     self._idle.notify_all()
                     return
             try:
+                self._relieve()
                 self._drain()
             except Exception:  # the writer thread must never die
                 log.exception("influx writer loop failed; continuing")
             with self._lock:
                 self._idle.notify_all()
+                if self._closed and self._clock() < self._down_until:
+                    return  # close() spills what is left; no point waiting out the backoff
 
     def _wait_for_backoff(self) -> bool:
         return self._clock() < self._down_until
@@ -345,7 +482,8 @@ class InfluxWriter:
                     else:
                         return
                 elif not self._try_send(batch):
-                    self._spill_batch(batch)
+                    if not self._spill_batch(batch):
+                        self._put_back(batch)
                     return
             finally:
                 with self._lock:
