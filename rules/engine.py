@@ -35,6 +35,24 @@ from rules.state import (
 __all__ = ["Engine", "EngineState"]
 
 
+def _copy_records(a: np.ndarray) -> np.ndarray:
+    """A copy of a record array. numpy copies a packed structured dtype field by field (about
+    5 ms for 10,000 points, more than the rest of a 100-reading call); the records are plain
+    bytes, so copy them as bytes (0.2 ms)."""
+    if not a.flags.c_contiguous or a.ndim != 1 or not len(a):
+        return a.copy()
+    return a.view(np.uint8).copy().view(a.dtype)
+
+
+def _any_not(field: np.ndarray, value: int) -> np.ndarray:
+    """Per record: does any element of a sub-array field differ from `value`? Column by
+    column: `(field != value).any(axis=1)` on a strided record field is 3-5x slower."""
+    out = field[:, 0] != value
+    for j in range(1, field.shape[1]):
+        out |= field[:, j] != value
+    return out
+
+
 class Engine:
     """Evaluate a RuleSet over a registry. Holds no mutable state: every call takes an
     `EngineState` and returns a new one (the input is never modified)."""
@@ -191,8 +209,8 @@ class Engine:
                 "process_columns: point_index, ts_ms, value and quality must have the same length"
             )
         now_ms = int(now_ms)
-        pts = state.points.copy()
-        gws = state.gateways.copy()
+        pts = _copy_records(state.points)
+        gws = _copy_records(state.gateways)
         n_pts = len(plan.keys)
 
         # time order (stable: equal times keep their batch order), unknown points dropped;
@@ -328,13 +346,13 @@ class Engine:
         readings decide, see `_scan`)."""
         plan = self.plan
         nq = pts["fault"] != 0
-        nq |= (pts["since"] != NO_TS).any(axis=1) | (pts["below"] != NO_TS).any(axis=1)
+        nq |= _any_not(pts["since"], NO_TS) | _any_not(pts["below"], NO_TS)
         nq |= (pts["ev"] != 0) | (pts["il"] != 0) | (pts["il_due"] != NO_TS)
         # open alarms whose rule a hot reload removed: the machine clears them
         nq |= ((pts["offline"] != 0) & ~plan.has_offline) | ((pts["fault"] != 0) & ~plan.has_fault)
         nq |= ((pts["stuck"] != 0) & ~plan.has_stuck) | ((pts["rate"] != 0) & ~plan.has_rate)
         nq |= ((pts["ev"] != 0) & ~plan.is_event) | ((pts["il"] != 0) & ~plan.has_interlock)
-        nq |= ((pts["act"] != 0).any(axis=1) | (pts["on"] != 0)) & ~plan.has_limit
+        nq |= (_any_not(pts["act"], 0) | (pts["on"] != 0)) & ~plan.has_limit
         # a tank at a high level makes its inlet valve's readings matter (il_group adds it)
         nq |= plan.interlocked & (pts["act"][:, 0] > 0)
         drag = pts["offline"] != 0
