@@ -4,20 +4,22 @@ thread, time series written by a writer thread that is never on the alarm path.
 
 `Pipeline` is the evaluation core (synchronous, owns all evaluation state; the demo drives it
 directly in simulated time). `EmbeddedRunner` adds the threads around it: a bounded in-process
-queue fed by the source, batching (drain up to N messages or T ms), a 1 s wall-clock ticker so
-offline and escalation timers fire without new data, commit of engine state + input position to
-SQLite, MQTT acks only after that commit, hot reload between batches, and a graceful shutdown
-that flushes everything.
+queue fed by the source, adaptive batching (whatever is queued when the evaluator is free), a
+1 s wall-clock ticker so offline and escalation timers fire without new data, a commit thread
+that writes the engine state + input position to SQLite (one write for all batches since the
+last) and only then acks their MQTT messages, hot reload between batches, and a graceful
+shutdown that flushes everything.
 
-Order inside a batch, and why it is crash-safe: normalise -> engine -> warnings -> alerts
-service (its own SQLite: alarm state and outbox) -> engine snapshot commit -> MQTT ack. A crash
-before the commit re-processes the batch from the broker's redelivery; alarm ids are
-deterministic and the alerts service ignores events it already has, so nothing is duplicated,
-and since acks wait for the commit nothing is lost.
+Order, and why it is crash-safe: normalise -> engine -> warnings -> alerts service (its own
+SQLite: alarm state and outbox, one transaction per batch) -> outbox woken -> engine snapshot
+written -> MQTT ack. A crash before the snapshot write re-processes the batches from the
+broker's redelivery; alarm ids are deterministic and the alerts service ignores events it
+already has, so nothing is duplicated, and since acks wait for the write nothing is lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -80,6 +82,16 @@ class BatchOutcome:
     warnings: list[Any] = field(default_factory=list)
     rejects: list[Any] = field(default_factory=list)
     risk: RiskContext | None = None
+
+
+class PendingSave(NamedTuple):
+    """A serialised snapshot waiting for its write (see `Pipeline.snapshot`)."""
+
+    engine: bytes
+    warnings: bytes
+    position: dict[str, Any]
+    ruleset: str
+    now_ms: int
 
 
 class TimeseriesSink(Protocol):
@@ -204,13 +216,21 @@ class Pipeline:
             self.warning_state, more = st.warnings.tick(self.warning_state, now_ms)
             out.warnings.extend(more)
         if st.alerts is not None:
-            for ev in out.alarms:
-                st.alerts.on_alarm(ev, now_ms)
-            for wev in out.warnings:
-                st.alerts.on_warning(wev, now_ms)
-            if tick and now_ms - self._last_alerts_tick >= self.alerts_tick_ms:
-                st.alerts.tick(now_ms)
-                self._last_alerts_tick = now_ms
+            alerts_tick = tick and now_ms - self._last_alerts_tick >= self.alerts_tick_ms
+            if out.alarms or out.warnings or alerts_tick:
+                # Group commit: every transition of the batch (alarm state, journal, outbox
+                # rows) in ONE transaction, so one fsync however many alarms a batch holds.
+                # A crash inside loses the whole group, which the broker redelivers (acks
+                # wait for the engine commit that follows).
+                group = getattr(st.alerts, "batch", None)
+                with group() if group is not None else contextlib.nullcontext():
+                    for ev in out.alarms:
+                        st.alerts.on_alarm(ev, now_ms)
+                    for wev in out.warnings:
+                        st.alerts.on_warning(wev, now_ms)
+                    if alerts_tick:
+                        st.alerts.tick(now_ms)
+                        self._last_alerts_tick = now_ms
         for ev in out.alarms:
             self.metrics.observe_alarm(str(ev.kind), ev.level and str(ev.level), str(ev.state))
         for wev in out.warnings:
@@ -225,22 +245,36 @@ class Pipeline:
     # -- commit ---------------------------------------------------------------------------------
     def commit(self, now_ms: int, position: dict[str, Any] | None = None) -> bool:
         """Persist engine + warning state and the input position in one transaction."""
+        snap = self.snapshot(now_ms, position)
+        if snap is None:
+            return False
+        self.save(snap)
+        return True
+
+    def snapshot(self, now_ms: int, position: dict[str, Any] | None = None) -> PendingSave | None:
+        """What `commit` would save, serialised now (on the evaluation thread, which owns the
+        state), for `save` to write later from another thread; None when nothing changed."""
         if position:
             self.position.update(position)
             self._dirty = True
         if self.store is None or not self._dirty:
-            return False
-        t0 = time.perf_counter()
-        self.store.save(
+            return None
+        self._dirty = False
+        return PendingSave(
             self.engine_state.to_bytes(),
             self.warning_state.to_bytes(),
-            self.position,
+            dict(self.position),
             self.stages.ruleset_version,
             now_ms,
         )
-        self._dirty = False
+
+    def save(self, snap: PendingSave) -> None:
+        """Write a snapshot in one transaction (synchronous=FULL: durable when it returns).
+        Touches only the store, so the runner calls it from its commit thread."""
+        assert self.store is not None
+        t0 = time.perf_counter()
+        self.store.save(snap.engine, snap.warnings, snap.position, snap.ruleset, snap.now_ms)
         self.last_save_s = time.perf_counter() - t0
-        return True
 
     # -- control --------------------------------------------------------------------------------
     def swap(self, stages: Stages) -> None:
@@ -313,10 +347,15 @@ def wall_ms() -> int:
 @dataclass(frozen=True, slots=True)
 class RunnerConfig:
     batch_max_messages: int = 2000
-    batch_max_wait_ms: int = 20  # waiting longer only adds latency; batches form under load
+    # Adaptive batching: a batch is whatever is queued when the evaluator is free (up to
+    # batch_max_messages), so at low load a message is evaluated at once and under load
+    # batches grow by themselves. A wait > 0 only trades latency for bigger batches.
+    batch_max_wait_ms: int = 0
     queue_max: int = 20000  # bounded: a source blocks (and MQTT stops acking) when we lag
     tick_interval_ms: int = 1000
-    commit_interval_ms: int = 200  # acks wait for the commit; a crash re-processes <= this
+    # Group commit: one snapshot write (one fsync) per interval covers every batch since the
+    # last one; acks wait for it, and a crash re-processes at most this much input.
+    commit_interval_ms: int = 200
     outbox_interval_ms: int = 100
     shutdown_timeout_s: float = 10.0
 
@@ -357,11 +396,20 @@ class EmbeddedRunner:
         self._outbox_thread = threading.Thread(
             target=self._outbox_loop, name="hw-outbox", daemon=True
         )
+        # Snapshot writes (and the acks waiting for them) run on their own thread, so the
+        # evaluator never waits for an fsync: one write in flight, the next one queued.
+        self._commits: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._commit_idle = threading.Event()
+        self._commit_idle.set()
+        self._commit_thread = threading.Thread(
+            target=self._commit_loop, name="hw-commit", daemon=True
+        )
         self._failure: BaseException | None = None
         self.stopped = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> EmbeddedRunner:
+        self._commit_thread.start()
         self._eval_thread.start()
         if self.outbox is not None:
             self._outbox_thread.start()
@@ -392,6 +440,7 @@ class EmbeddedRunner:
         self._stopping.set()
         self._q.put(_STOP)
         self._eval_thread.join(self.cfg.shutdown_timeout_s)
+        self._finish_commits()  # normally done by the evaluator's last round already
         if pause is not None:
             self._stop_source()
         self._outbox_wake.set()
@@ -436,58 +485,101 @@ class EmbeddedRunner:
                     stop_seen = True
                 elif first is not None:
                     batch.append(first)
-                    deadline = time.monotonic() + cfg.batch_max_wait_ms / 1000
-                    while len(batch) < cfg.batch_max_messages:
-                        try:
-                            m = self._q.get_nowait()
-                        except queue.Empty:
-                            if self._q.qsize() == 0 and time.monotonic() >= deadline:
-                                break
-                            try:
-                                m = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
-                            except queue.Empty:
-                                break
-                        if m is _STOP:
-                            stop_seen = True
-                            break
-                        batch.append(m)
+                    stop_seen = self._fill(batch)
                 now = self.clock()
+                wake = False
                 if batch:
-                    p.process(batch, now)
+                    out = p.process(batch, now)
                     pending_acks.extend(m.ack for m in batch if m.ack is not None)
-                    self._outbox_wake.set()
+                    # Notifications come from transitions; the alerts stage has stored them
+                    # (committed) by now, so the outbox may send them at once.
+                    wake = bool(out.alarms or out.warnings)
                 while True:
                     try:
                         fn = self._control.get_nowait()
                     except queue.Empty:
                         break
                     fn()
+                    wake = True
                 if self.reloader is not None and self.reloader.pending:
                     self.reloader.poll()
                 if now - last_tick >= cfg.tick_interval_ms:
                     p.tick(now, min_engine_gap_ms=cfg.tick_interval_ms // 2)
                     last_tick = now
+                    wake = True
+                if wake:
                     self._outbox_wake.set()
-                # A snapshot of a large registry takes a while: commit at most ~20 % of the
-                # time. Notifications never wait for it (the alerts stage has its own store);
-                # only MQTT acks and the re-processing window after a crash grow.
+                # The snapshot write runs on the commit thread: here it is only serialised
+                # and handed over with the acks it covers. At most one write in flight; while
+                # it runs, batches go on and their acks join the next write (a group
+                # commit). A large registry's snapshot takes a while, so the disk is kept
+                # busy with snapshots at most ~20 % of the time (alarm fsyncs share it).
                 interval = max(cfg.commit_interval_ms, int(p.last_save_s * 5000))
-                if (
-                    stop_seen
-                    or now - last_commit >= interval
-                    or len(pending_acks) >= cfg.queue_max // 2
-                ):
-                    p.commit(now, {"committed_ms": now})
+                must = stop_seen or len(pending_acks) >= cfg.queue_max // 2
+                if must or (now - last_commit >= interval and self._commit_idle.is_set()):
+                    snap = p.snapshot(now, {"committed_ms": now})
+                    self._commit_idle.clear()
+                    self._commits.put((snap, pending_acks))  # waits while one is queued
+                    pending_acks = []
                     last_commit = now
-                    for ack in pending_acks:
-                        ack()
-                    pending_acks.clear()
                 if stop_seen:
+                    self._finish_commits()
                     break
         except BaseException as exc:  # the process must not limp on without its evaluator
             self._failure = exc
             log.exception("evaluation thread failed; stopping")
             threading.Thread(target=self.stop, daemon=True).start()
+
+    def _fill(self, batch: list[RawMessage]) -> bool:
+        """Add whatever is queued to `batch` (up to the bound, waiting at most
+        batch_max_wait_ms for more); True when the stop marker was met."""
+        cfg = self.cfg
+        deadline = time.monotonic() + cfg.batch_max_wait_ms / 1000
+        while len(batch) < cfg.batch_max_messages:
+            try:
+                m = self._q.get_nowait()
+            except queue.Empty:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    m = self._q.get(timeout=left)
+                except queue.Empty:
+                    break
+            if m is _STOP:
+                return True
+            batch.append(m)
+        return False
+
+    # -- commit thread --------------------------------------------------------------------------
+    def _commit_loop(self) -> None:
+        """Write each handed-over snapshot, then send the acks it covers (in hand-over order:
+        an ack never precedes the write of the state its message produced)."""
+        while True:
+            item = self._commits.get()
+            if item is _STOP:
+                return
+            snap, acks = item
+            if self._failure is None:
+                try:
+                    if snap is not None:
+                        self.pipeline.save(snap)
+                    for ack in acks:
+                        ack()
+                except BaseException as exc:
+                    # Not durable, so not acked: the broker redelivers it to the next run.
+                    self._failure = exc
+                    log.exception("state commit failed; stopping")
+                    threading.Thread(target=self.stop, daemon=True).start()
+            if self._commits.empty():
+                self._commit_idle.set()
+
+    def _finish_commits(self) -> None:
+        """Wait for the handed-over writes and their acks, then end the commit thread."""
+        if not self._commit_thread.is_alive():
+            return
+        self._commits.put(_STOP)
+        self._commit_thread.join(self.cfg.shutdown_timeout_s)
 
     # -- outbox thread --------------------------------------------------------------------------
     def _outbox_loop(self) -> None:

@@ -121,3 +121,22 @@ def test_live_run_writes_risk_and_online_rows_for_the_dashboards(tmp_path):
     assert "enterprise=EA" in last and 'warning="yellow"' in last  # 黄 after 5 min at L1
     assert "open_warnings=1i" in last and 'level="none"' not in last
     assert "rate=1" in online[-1] and "points=2i" in online[-1]
+
+
+def test_a_batch_of_alarm_transitions_is_one_alert_store_transaction(tmp_path):
+    """Group commit: the alerts stage's transitions, journal records and outbox rows of one
+    batch commit together (one fsync), however many alarms the batch raises."""
+    settings = load_settings(environ={})
+    store = AlertStore(tmp_path / "alerts.db")
+    reg_stages = _stages(tmp_path)
+    alerts = build_alerts(settings, reg_stages.registry, store)
+    commits: list[str] = []
+    store._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    p = Pipeline(_stages(tmp_path, alerts), start_ms=T0)
+    # NH3 over its first and second level and the tank over HH: several transitions at once
+    out = p.process([msg(0, 5, 10), msg(1, 60, 19.5), msg(7, 60, 19.6)], T0 + 7000)
+    assert len([a for a in out.alarms if a.kind == "limit"]) >= 2
+    assert commits == ["COMMIT"]
+    # and all of them are stored, each with its platform notification
+    assert store.count_alarms() == len({a.alarm_id for a in out.alarms})
+    assert store.outbox_depth() >= len({a.alarm_id for a in out.alarms})
