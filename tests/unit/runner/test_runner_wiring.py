@@ -135,3 +135,43 @@ def test_feed_never_blocks_the_caller_when_the_writer_hangs():
     assert m.registry.get_sample_value("hw_timeseries_dropped") == feed.dropped
     gate.set()
     feed.close()
+
+
+def test_feed_writes_every_reading_exactly_as_reading_line_does():
+    """The feed's fast path for plain readings writes the same bytes as `reading_line` (the
+    format's definition), for awkward names and values too; other readings go through it."""
+    from ingest.lineprotocol import reading_line
+
+    odd = Point(
+        "E 2,x",
+        "Odd=Works",
+        Industry.HAZCHEM,
+        "潜 江",
+        "H=2",
+        2,
+        "Z 1",
+        "G,2",
+        'T "9"',
+        "gas.NH3",
+        "mg/m3",
+        0,
+        100,
+    )
+    reg = Registry([*_registry(), odd], version="r2")
+    values = [0.0, -0.0, 3.0, 31.9, -1e-7, 1e21, 123456789.125, float("nan"), float("inf"), 7]
+    readings = [
+        Reading(p.enterprise_code, p.tag, 1_764_403_200_000 + i, v, quality=i % 4, backfill=bf)
+        for p in reg
+        for i, v in enumerate(values)
+        for bf in (False, True)
+    ]
+    readings.append(Reading("E1", "AT-1", 5, float("nan"), event_type="smoke", text='a "b"\n'))
+    readings.append(Reading("E9", "nope", 5, 1.0))  # not in the registry: no line
+    feed = TimeseriesFeed(RecordingWriter(), reg, Metrics(), pipeline_every_s=3600)
+    try:
+        got = feed.lines(BatchOutcome(readings=readings))
+    finally:
+        feed.close()
+    want = [reading_line(r, reg.get(r.enterprise_code, r.tag)) for r in readings[:-1]]
+    assert got == want
+    assert feed.last_seen == {"E1/AT-1": 1_764_403_200_009, 'E 2,x/T "9"': 1_764_403_200_009}
