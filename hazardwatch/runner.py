@@ -341,7 +341,10 @@ class OutboxLike(Protocol):
 
 
 def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
+    # The guarded clock: a step of the system clock neither floods nor stalls the timers.
+    from hazardwatch.clock import wall_ms as guarded_wall_ms
+
+    return guarded_wall_ms()
 
 
 @dataclass(frozen=True, slots=True)
