@@ -53,8 +53,11 @@ class KafkaBridge:
         normalizer: Normalizer,
         metrics: IngestMetrics | None = None,
         producer_factory: Callable[..., object] | None = None,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.mqtt_config = mqtt
+        # Receive time (epoch ms) for the skew check; hazardwatch passes its guarded clock.
+        self._clock = clock
         self.config = kafka
         self.normalizer = normalizer
         self.metrics = metrics or IngestMetrics()
@@ -113,7 +116,8 @@ class KafkaBridge:
                 f"cannot start the Kafka producer for {self.config.bootstrap_servers}: {exc!r}"
             ) from exc
         failure: list[BaseException] = []
-        self.source = MqttSource(self.mqtt_config, self._on_mqtt, defer_ack=True)
+        clock = {} if self._clock is None else {"clock": self._clock}
+        self.source = MqttSource(self.mqtt_config, self._on_mqtt, defer_ack=True, **clock)
         self.source.start()
 
         async def acker() -> None:
