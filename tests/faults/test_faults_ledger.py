@@ -1,0 +1,153 @@
+"""Issue 9: faults injected into the running distributed stack one at a time and combined,
+each case balanced afterwards — every reading stored or dead-lettered with its reason, every
+expected alarm raised exactly once, every notification delivered exactly once at the
+receivers. A case fails when its row of the ledger does not balance (the table is printed at
+the end of the run)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.faults.conftest import case_enterprises
+from tests.faults.ledger import RESULTS, Row, balance, progress
+from tests.faults.scenario import Gateways
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(600)]
+
+# How long InfluxDB stays down in its case (the issue: "minutes"; 2 in CI).
+INFLUX_DOWN_S = 120.0
+# Alarm latency (event time to the platform's acceptance) that counts as normal on a loaded
+# 2-core CI machine; the baseline case shows what it is here.
+NORMAL_ALARM_LATENCY_S = 5.0
+SETTLE_S = 120.0  # how long a case may take to complete after the gateways finish
+QUIET_S = 3.0  # after completion: late duplicates would show within this
+
+_index = iter(range(100))
+
+
+def run_case(
+    name: str,
+    dep,
+    stack,
+    fault: Callable[[Gateways], None] = lambda gw: None,
+    *,
+    first: tuple[str, ...] = (),
+    after: Callable[[], None] = lambda: None,
+    settle_s: float = SETTLE_S,
+) -> Row:
+    """Publish the scenario for fresh enterprises, inject `fault` on its schedule, wait until
+    the `first` parts of the ledger are complete, run `after`, wait until every part is
+    complete (or `settle_s`), then a quiet period, and balance."""
+    idx = next(_index)
+    ents = case_enterprises(idx)
+    dep.supervise()
+    gw = Gateways(stack.mqtt_host, stack.mqtt_port, dep.prefix, ents, f"gw-{dep.sid}-{idx}")
+    gw.start()
+    fault(gw)
+    published = gw.finish()
+
+    def wait(parts: tuple[str, ...]) -> dict[str, bool]:
+        deadline = time.monotonic() + settle_s
+        while True:
+            dep.supervise()
+            state = progress(dep, stack, ents, published)
+            if all(state[p] for p in parts or state) or time.monotonic() > deadline:
+                return state
+            time.sleep(0.5)
+
+    if first:
+        wait(first)
+    after()
+    state = wait(())
+    time.sleep(QUIET_S)
+    row = balance(name, dep, stack, ents, published)
+    if not all(state.values()):
+        row.notes.append(f"still incomplete after {settle_s:g} s: {state}")
+    RESULTS.append(row)
+    return row
+
+
+def check(row: Row) -> None:
+    assert row.balanced, row.explain()
+
+
+# ------------------------------------------------------------------------------ one at a time
+
+
+def test_baseline_without_faults_balances(faults_deployment, faults_stack):
+    row = run_case("none (baseline)", faults_deployment, faults_stack)
+    check(row)
+    assert row.max_alarm_latency_s < NORMAL_ALARM_LATENCY_S, row.max_alarm_latency_s
+
+
+def test_kill_9_of_the_bridge(faults_deployment, faults_stack):
+    dep = faults_deployment
+
+    def fault(gw: Gateways) -> None:
+        gw.wait_until(4.0)
+        dep.kill9_bridge()
+        dep.events.append(f"bridge killed -9 at {gw.elapsed_s():.1f} s")
+        time.sleep(1.0)
+        dep.start_bridge()
+
+    check(run_case("kill -9 bridge", dep, faults_stack, fault))
+
+
+def test_kill_9_of_a_worker_then_restarted(faults_deployment, faults_stack):
+    dep = faults_deployment
+
+    def fault(gw: Gateways) -> None:
+        gw.wait_until(4.0)
+        dep.kill9_worker("w1")
+        gw.wait_until(13.0)
+        dep.restart_worker("w1")
+
+    check(run_case("kill -9 worker (restarted)", dep, faults_stack, fault, after=dep.wait_serving))
+
+
+def test_mosquitto_restart(faults_deployment, faults_stack):
+    def fault(gw: Gateways) -> None:
+        gw.wait_until(4.0)
+        faults_stack.restart("mosquitto")
+        assert faults_stack.status()["mosquitto"] == "up"
+
+    check(run_case("Mosquitto restart", faults_deployment, faults_stack, fault))
+
+
+def test_kafka_broker_restart(faults_deployment, faults_stack):
+    dep = faults_deployment
+
+    def fault(gw: Gateways) -> None:
+        gw.wait_until(4.0)
+        faults_stack.restart("kafka")
+
+    check(run_case("Kafka broker restart", dep, faults_stack, fault, after=dep.wait_serving))
+
+
+def test_influxdb_down_for_minutes(faults_deployment, faults_stack):
+    """The writer spills while InfluxDB is down and replays afterwards; alarms are not held
+    up meanwhile (their latency during the outage stays normal)."""
+    dep = faults_deployment
+    down_at = [0.0]
+
+    def fault(gw: Gateways) -> None:
+        gw.wait_until(0.5)
+        faults_stack.stop("influxdb")
+        down_at[0] = time.monotonic()
+        assert faults_stack.status()["influxdb"] == "down"
+
+    def after() -> None:
+        # Alarms and messages are complete while InfluxDB is still down: their latency now.
+        assert faults_stack.status()["influxdb"] == "down", "the outage ended too early"
+        time.sleep(max(0.0, down_at[0] + INFLUX_DOWN_S - time.monotonic()))
+        faults_stack.start("influxdb")
+
+    row = run_case(
+        f"InfluxDB stopped {INFLUX_DOWN_S / 60:g} min", dep, faults_stack, fault, after=after
+    )
+    # The ledger was balanced after InfluxDB came back: wait for the spill to be replayed.
+    check(row)
+    assert row.max_alarm_latency_s < NORMAL_ALARM_LATENCY_S, row.max_alarm_latency_s
