@@ -19,6 +19,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
+from hazardwatch.clock import ClockCollector
+
 # Lag buckets in ms: the city-load target is p99 < 100 ms, a backlog shows in the upper ones.
 _LAG_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 60000)
 
@@ -87,6 +89,8 @@ class Metrics:
             "Time-series lines dropped because the writer queue was full",
             registry=r,
         )
+        # System clock steps the pipeline's guarded clock refused (hazardwatch/clock.py).
+        r.register(ClockCollector())
         self._ruleset_version = ""
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
