@@ -97,6 +97,9 @@ class InfluxSettings(_Section):
 
 class StorageSettings(_Section):
     data_dir: Path = Path("var")  # SQLite state, outbox, journal, spill, line-protocol files
+    # Embedded runner: how often the engine state is committed (one write for every batch
+    # since the last); MQTT acks wait for it, and a crash re-processes at most this much.
+    commit_interval_ms: int = Field(default=200, ge=1, le=600_000)
 
 
 class RulesSettings(_Section):

@@ -637,7 +637,8 @@ def build_embedded(
     runner = EmbeddedRunner(
         pipeline,
         source,
-        config=runner_config or RunnerConfig(),
+        config=runner_config
+        or RunnerConfig(commit_interval_ms=settings.storage.commit_interval_ms),
         outbox=outbox,
         channels=chans,
         reloader=reloader,
@@ -692,14 +693,16 @@ class MqttIngress:
         self._paused = False
 
     def start(self, deliver: Callable[[Any], None]) -> None:
-        from hazardwatch.runner import RawMessage
+        from hazardwatch.runner import RawMessage, wall_ms
         from ingest.mqtt import MqttSource
 
         def on_message(topic: str, payload: bytes, received_ms: int, ack: Any) -> None:
             if not self._paused:
                 deliver(RawMessage(topic, payload, received_ms, ack))
 
-        self._source = MqttSource(self.config, on_message, defer_ack=True).start()
+        # Receive times on the runner's guarded clock: a system clock step must not make
+        # ingest reject every reading as from the future (hazardwatch/clock.py).
+        self._source = MqttSource(self.config, on_message, defer_ack=True, clock=wall_ms).start()
 
     def wait_ready(self, timeout_s: float = 10.0) -> bool:
         return self._source is not None and self._source.wait_ready(timeout_s)
@@ -781,6 +784,7 @@ class BridgeProcess:
     registry hot-reloaded into its normaliser when the file changes."""
 
     def __init__(self, settings: Settings, watch_interval_s: float = 2.0) -> None:
+        from hazardwatch.clock import wall_ms
         from ingest.bridge import BridgeConfig, KafkaBridge
         from ingest.normalize import Normalizer
         from ingest.registry import load_registry
@@ -796,6 +800,7 @@ class BridgeProcess:
                 deadletter_topic=settings.kafka.deadletter_topic,
             ),
             Normalizer(load_registry(src.registry), normalize_config(settings)),
+            clock=wall_ms,  # receive times on the guarded clock (hazardwatch/clock.py)
         )
         self._watch_interval_s = watch_interval_s
         self._thread: threading.Thread | None = None

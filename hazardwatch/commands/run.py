@@ -70,7 +70,6 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Run the embedded pipeline: MQTT in, rules, alerts, InfluxDB or line-protocol files."""
-        from hazardwatch.runner import RunnerConfig
         from hazardwatch.wiring import (
             SimulatorSource,
             WiringError,
@@ -110,7 +109,6 @@ def register(app: typer.Typer) -> None:
                     s,
                     source=source,
                     metrics_port=metrics_port,
-                    runner_config=RunnerConfig(),
                     on_reject=dead_letter_sink(s, source),
                     serve_api=api,
                 )

@@ -1,7 +1,8 @@
 """The embedded runner as users run it (`hazardwatch run`, a real process) on the real
 Mosquitto: a scenario published over MQTT produces the expected alarms and notifications at a
-local platform receiver, and a `kill -9` in the middle of it (an on-delay pending, alarms open)
-loses nothing and duplicates nothing after the restart."""
+local platform receiver, and a `kill -9` in the middle of it (an on-delay pending, alarms open),
+then another one after the alerts stage sent everything but before the engine's group commit
+(so the broker redelivers all of it), loses nothing and duplicates nothing."""
 
 from __future__ import annotations
 
@@ -40,6 +41,18 @@ def _influx_count(influx, measurement: str, enterprise: str) -> int:
     with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as c:
         tables = c.query_api().query(q, org=influx.org)
     return sum(int(rec.get_value()) for t in tables for rec in t.records)
+
+
+def _readings_in(port: int) -> float:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0.0  # not serving yet
+    return sum(
+        float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("hw_readings_in_total")
+    )
 
 
 def test_embedded_run_survives_kill_9_mid_scenario(mosquitto, influx, unique, tmp_path):
@@ -100,7 +113,10 @@ def test_embedded_run_survives_kill_9_mid_scenario(mosquitto, influx, unique, tm
 
         # While it is down the gateways keep publishing: the broker queues for the session.
         publish(pub_cfg, sc.part2(), f"hw-e2e-pub2-{unique}")
-        run = Proc(["run"], env, log)
+        # This run commits its engine state only once a minute: it raises and clears every
+        # remaining alarm (committed and sent by the alerts stage), and is killed before its
+        # group commit, so none of its input may have been acked.
+        run = Proc(["run"], {**env, "HW_STORAGE__COMMIT_INTERVAL_MS": "60000"}, log)
         procs.append(run)
         expected = sc.expected()
         wait_for(
@@ -109,7 +125,16 @@ def test_embedded_run_survives_kill_9_mid_scenario(mosquitto, influx, unique, tm
             "every expected transition after the restart",
             [run],
         )
+        run.kill9()
+        sent = len(receiver.accepted)
+        # The next run gets all of part 2 again from the broker (nothing was acked), re-does
+        # it from the state of the first run's last commit, and sends nothing twice.
+        run = Proc(["run"], env, log)
+        procs.append(run)
+        redelivered = 5 * 2 * len(ents)  # part 2: five uploads of two readings per enterprise
+        wait_for(lambda: _readings_in(port) >= redelivered, 30, "part 2 redelivered", [run])
         time.sleep(1.5)  # room for a duplicate to show up, if the restart were to cause one
+        assert len(receiver.accepted) == sent
 
         rows = alarm_notifications(receiver)
         assert limit_transitions(rows) == expected
