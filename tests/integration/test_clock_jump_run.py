@@ -1,0 +1,170 @@
+"""`hazardwatch run` (a real embedded process on the real Mosquitto) whose wall clock steps
+10 minutes forward or back while its gateways keep reporting (tests/faults/env.py
+ClockControl, libfaketime): no offline or gateway alarm, no reading dead-lettered as from the
+future, the step is logged and counted; and a gateway that then really stops raises its
+outage alarm within its timeout of elapsed time."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ingest.mqtt import MqttPublisher
+from tests.e2e.pipeline_helpers import (
+    HMAC_SECRET,
+    Proc,
+    base_env,
+    free_port,
+    platform_receiver,
+    publisher_config,
+    wait_for,
+)
+from tests.faults.env import ClockControl
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+HEADER = (
+    "enterprise_code,enterprise_name,industry,district,hazard_code,hazard_level,zone,"
+    "gateway_code,tag,parameter,unit,range_low,range_high,ll,l,h,hh,expected_interval_s,lat,lon"
+)
+INTERVAL_S = 2  # registered reporting interval: offline and gateway timeouts are 3x = 6 s
+
+
+class Gateways:
+    """Publishes a batch for each live gateway every second, stamped with the real time."""
+
+    def __init__(self, cfg, prefix: str, ent: str, client_id: str) -> None:
+        self.cfg, self.prefix, self.ent, self.client_id = cfg, prefix, ent, client_id
+        self.live = {"G1", "G2"}
+        self.stopped_at: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Gateways:
+        self._thread.start()
+        return self
+
+    def kill(self, gw: str) -> None:
+        self.live.discard(gw)
+        self.stopped_at[gw] = time.monotonic()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        with MqttPublisher(self.cfg, client_id=self.client_id) as pub:
+            while not self._stop.is_set():
+                now = int(time.time() * 1000)
+                for gw in sorted(self.live):
+                    data = [{"tag": f"AT-{gw}{i}", "v": 5.0, "q": 0} for i in (1, 2)]
+                    body = json.dumps({"ts": now, "data": data}).encode()
+                    pub.publish(f"{self.prefix}/{self.ent}/{gw}/data", body)
+                self._stop.wait(1.0)
+
+
+def metrics(port: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+        if line.startswith("hw_") and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def quality_alarms(receiver) -> list[tuple[str, str, str]]:
+    """(kind, tag, state) of every offline/gateway alarm notification, first copy of a key."""
+    seen, rows = set(), []
+    for a in list(receiver.accepted):
+        if a.key in seen or a.doc.get("subject_kind") != "alarm":
+            continue
+        seen.add(a.key)
+        al = a.doc["alarm"]
+        if al["kind"] in ("offline", "gateway"):
+            rows.append((al["kind"], al["tag"], al["state"]))
+    return rows
+
+
+@pytest.mark.parametrize("step_s", [600, -600], ids=["forward", "backward"])
+def test_clock_step_raises_nothing_and_a_real_outage_still_fires(
+    step_s, mosquitto, unique, tmp_path: Path
+):
+    prefix, ent = f"hwcj{unique}", f"E{unique[:5]}"
+    rows = [HEADER] + [
+        f"{ent},x,hazchem,d,{ent}-MH1,2,Z1,{gw},AT-{gw}{i},gas.NH3,mg/m3,0,100,,,,,{INTERVAL_S},,"
+        for gw in ("G1", "G2")
+        for i in (1, 2)
+    ]
+    (tmp_path / "registry.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    clock = ClockControl(tmp_path / "clock")
+    receiver = platform_receiver()  # wide signature window: the child's clock is stepped
+    port = free_port()
+    env = base_env(
+        {
+            "HW_MODE": "embedded",
+            "HW_MQTT__ENABLED": "true",
+            "HW_MQTT__HOST": mosquitto.host,
+            "HW_MQTT__PORT": str(mosquitto.port),
+            "HW_MQTT__USERNAME": mosquitto.username,
+            "HW_MQTT__PASSWORD": mosquitto.password,
+            "HW_MQTT__TOPIC_PREFIX": prefix,
+            "HW_MQTT__CLIENT_ID": f"hw-cj-{unique}",
+            "HW_MQTT__DEAD_LETTER_TOPIC": f"{prefix}/_deadletter",
+            "HW_RULES__REGISTRY": str(tmp_path / "registry.csv"),
+            "HW_STORAGE__DATA_DIR": str(tmp_path / "var"),
+            "HW_PLATFORM__URL": receiver.url,
+            "HW_PLATFORM__HMAC_SECRET": HMAC_SECRET,
+            "HW_METRICS__PORT": str(port),
+            "HW_API__PORT": str(free_port()),
+            **clock.env(),
+        }
+    )
+    log = tmp_path / "run.log"
+    run = Proc(["run"], env, log)
+    gws = Gateways(publisher_config(mosquitto, unique), prefix, ent, f"hw-cj-gw-{unique}")
+    try:
+        wait_for(
+            lambda: "hazardwatch embedded:" in log.read_text(errors="replace"),
+            60,
+            "the runner to subscribe",
+            [run],
+        )
+        gws.start()
+        wait_for(
+            lambda: metrics(port).get("hw_readings_in_total", 0) >= 8,
+            30,
+            "the first readings",
+            [run],
+        )
+        time.sleep(2)
+        assert quality_alarms(receiver) == []
+
+        clock.jump(step_s)
+        before = metrics(port).get("hw_readings_in_total", 0)
+        time.sleep(3 * INTERVAL_S + 4)  # well past every timeout
+        m = metrics(port)
+        assert quality_alarms(receiver) == [], run.output()
+        assert m["hw_readings_in_total"] >= before + 30, m  # still accepted, all of them
+        assert not any(k.startswith("hw_rejects_total") and v for k, v in m.items()), m
+        assert m["hw_clock_steps_total"] == 1
+        assert abs(m["hw_clock_offset_ms"] - step_s * 1000) < 1000
+        assert f"system clock stepped {step_s:+.3f} s" in log.read_text(errors="replace")
+
+        gws.kill("G2")  # a real outage: G2 stops, G1 goes on
+        wait_for(
+            lambda: quality_alarms(receiver), 3 * INTERVAL_S + 10, "the G2 outage alarm", [run]
+        )
+        took = time.monotonic() - gws.stopped_at["G2"]
+        # its last batch went out <= 1 s before the stop; 6 s timeout, 1 s tick, delivery
+        assert 3 * INTERVAL_S - 1.5 <= took <= 3 * INTERVAL_S + 3, took
+        time.sleep(2)
+        assert quality_alarms(receiver) == [("gateway", "G2", "firing")]
+    finally:
+        gws.close()
+        run.terminate(10)
+        receiver.stop()
