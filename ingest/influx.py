@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import threading
 import time
 from collections import deque
@@ -104,7 +105,9 @@ class SpillError(Exception):
 class _Spill:
     """Batches on disk, replayed oldest first. Each file holds one batch of lines; a file is
     written under a temporary name and renamed, so neither a crash nor a full disk leaves half
-    a batch under a name that replay reads. One spill folder per writer process."""
+    a batch under a name that replay reads. File names carry a token of this writer as well
+    as the sequence number: distributed workers sharing one `storage.data_dir` spill to the
+    same folder, and with the sequence alone one worker's batch replaced the other's (lost)."""
 
     def __init__(self, folder: Path, max_bytes: int) -> None:
         self.folder = folder
@@ -116,6 +119,7 @@ class _Spill:
         self.bytes = sum(f.stat().st_size for f in self._files)
         last = self._files[-1].stem.split("-")[1] if self._files else "0"
         self._seq = int(last) + 1 if last.isdigit() else 1
+        self._token = secrets.token_hex(4)
 
     def __len__(self) -> int:
         return len(self._files)
@@ -125,7 +129,7 @@ class _Spill:
         data = ("\n".join(lines) + "\n").encode("utf-8")
         if self.bytes + len(data) > self.max_bytes:
             raise SpillError(f"it holds {self.bytes} bytes, its limit is {self.max_bytes}")
-        path = self.folder / f"spill-{self._seq:012d}.lp"
+        path = self.folder / f"spill-{self._seq:012d}-{self._token}.lp"
         self._seq += 1
         tmp = path.with_suffix(".tmp")
         try:
