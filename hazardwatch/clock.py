@@ -128,6 +128,12 @@ def wall_ms() -> int:
     return CLOCK.now_ns() // 1_000_000
 
 
+def wall_s() -> float:
+    """The same in seconds, for the channels' signed request timestamps: a receiver checks
+    them against its own clock, which did not step with ours."""
+    return CLOCK.now_ns() / 1e9
+
+
 class ClockCollector:
     """Prometheus collector: `hw_clock_steps_total` and `hw_clock_offset_ms` of a clock,
     read at scrape time. Register it on a process's CollectorRegistry."""

@@ -137,6 +137,8 @@ def _secret(v: Any) -> str:
 def build_channels(settings: Settings) -> dict[str, Any]:
     """Every channel that settings configure, by name. Unconfigured channels are absent (the
     outbox keeps their notifications pending and reports them)."""
+    from hazardwatch.clock import wall_s  # signed timestamps on the guarded clock
+
     c = settings.channels
     out: dict[str, Any] = {}
     if settings.platform.url:
@@ -146,6 +148,7 @@ def build_channels(settings: Settings) -> dict[str, Any]:
             settings.platform.url,
             _secret(settings.platform.hmac_secret),
             timeout_s=settings.platform.timeout_s,
+            clock=wall_s,
         )
     if c.wecom.robot_keys:
         from alerts.channels.wecom import WecomChannel
@@ -154,6 +157,7 @@ def build_channels(settings: Settings) -> dict[str, Any]:
             {k: _secret(v) for k, v in c.wecom.robot_keys.items()},
             base_url=c.wecom.base_url,
             per_minute=c.wecom.per_robot_per_minute,
+            clock=wall_s,
         )
     if c.aliyun_sms.access_key_id:
         from alerts.channels.aliyun_sms import AliyunSmsChannel
@@ -164,6 +168,7 @@ def build_channels(settings: Settings) -> dict[str, Any]:
             c.aliyun_sms.sign_name,
             c.aliyun_sms.template_code,
             endpoint=c.aliyun_sms.endpoint,
+            clock=wall_s,
         )
     if c.tencent_sms.secret_id:
         from alerts.channels.tencent_sms import TencentSmsChannel
@@ -175,11 +180,14 @@ def build_channels(settings: Settings) -> dict[str, Any]:
             c.tencent_sms.sign_name,
             c.tencent_sms.template_id,
             endpoint=c.tencent_sms.endpoint,
+            clock=wall_s,
         )
     if c.webhook.url:
         from alerts.channels.webhook import WebhookChannel
 
-        out["webhook"] = WebhookChannel(c.webhook.url, _secret(c.webhook.secret) or None)
+        out["webhook"] = WebhookChannel(
+            c.webhook.url, _secret(c.webhook.secret) or None, clock=wall_s
+        )
     return out
 
 
