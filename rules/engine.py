@@ -311,7 +311,15 @@ class Engine:
         )
         mach = Machine(plan, work, copy=False)
         nq_idx = np.flatnonzero(nq)
-        mach.preload(nq_idx)
+        if plan.votes and len(nq_idx):
+            # A head's level change re-evaluates its vote groups, which read every head:
+            # materialise them column-wise now rather than one record at a time there.
+            heads = {
+                h for i in nq_idx.tolist() for vi in plan.votes_of[i] for h in plan.vote_heads[vi]
+            }
+            mach.preload(np.union1d(nq_idx, np.fromiter(heads, dtype=np.int64, count=len(heads))))
+        else:
+            mach.preload(nq_idx)
         for i in nq_idx:
             mach.seed_point(int(i))
         if len(nq_idx):
