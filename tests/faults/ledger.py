@@ -68,21 +68,22 @@ class Row:
         )
 
 
-HEADER = (
-    f"{'fault':<34} {'readings pub/stored/dl':>23} {'alarms+warn exp/raised':>23} "
-    f"{'notifs exp/deliv':>17} {'lost r/a/n':>11} {'dup r/a/n':>10} {'absorbed r/a/n':>15} "
-    f"{'alarm lat':>9}"
-)
+def header(w: int) -> str:
+    return (
+        f"{'fault':<{w}} {'readings pub/stored/dl':>23} {'alarms+warn exp/raised':>23} "
+        f"{'notifs exp/deliv':>17} {'lost r/a/n':>11} {'dup r/a/n':>10} {'absorbed r/a/n':>15} "
+        f"{'alarm lat':>9}"
+    )
 
 
 def _ran(c: Counter) -> str:
     return f"{c['readings']}/{c['alarms']}/{c['notifications']}"
 
 
-def format_row(r: Row) -> str:
+def format_row(r: Row, w: int = 34) -> str:
     mark = "" if r.balanced else (" XFAIL" if r.xfail else " UNBALANCED")
     return (
-        f"{r.case:<34} {f'{r.published}/{r.stored}/{r.dead_lettered}':>23} "
+        f"{r.case:<{w}} {f'{r.published}/{r.stored}/{r.dead_lettered}':>23} "
         f"{f'{r.alarms_expected}/{r.alarms_raised}':>23} "
         f"{f'{r.notes_expected}/{r.notes_delivered}':>17} {_ran(r.lost):>11} "
         f"{_ran(r.duplicated):>10} {_ran(r.absorbed):>15} {r.max_alarm_latency_s:>8.1f}s{mark}"
@@ -90,7 +91,9 @@ def format_row(r: Row) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    lines = [HEADER, "-" * len(HEADER), *map(format_row, rows)]
+    w = max([5, *(len(r.case) for r in rows)])
+    head = header(w)
+    lines = [head, "-" * len(head), *(format_row(r, w) for r in rows)]
     for r in rows:
         for n in r.notes + r.problems:
             lines.append(f"  {r.case}: {n}")
