@@ -215,3 +215,108 @@ def test_tick_skips_the_engine_sweep_right_after_a_batch_but_runs_alerts_timers(
     assert calls == [] and alerts.ticks == 1
     p.tick(1600, min_engine_gap_ms=500)
     assert calls == [1600] and alerts.ticks == 2
+
+
+class GatedStore(EngineStore):
+    """A snapshot write that blocks until released (a slow fsync), or fails."""
+
+    def __init__(self, path, fail: bool = False):
+        super().__init__(path)
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.fail = fail
+        self.saves = 0
+
+    def save(self, *a, **kw):
+        self.entered.set()
+        self.gate.wait(10)
+        if self.fail:
+            raise OSError("disk full")
+        super().save(*a, **kw)
+        self.saves += 1
+
+
+class QueueSource:
+    """Delivers what the test puts, when it puts it."""
+
+    def __init__(self):
+        self.deliver = None
+        self.stopped = False
+
+    def start(self, deliver):
+        self.deliver = deliver
+
+    def stop(self):
+        self.stopped = True
+
+
+def _wait(cond, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return cond()
+
+
+def test_evaluation_goes_on_while_a_snapshot_is_written_and_acks_wait_for_it(tmp_path):
+    acked: list[int] = []
+    store = GatedStore(tmp_path / "s.db")
+    alerts = FakeAlerts()
+    p = Pipeline(fake_stages(alerts), start_ms=0, store=store)
+    src = QueueSource()
+    r = EmbeddedRunner(p, src, config=RunnerConfig(commit_interval_ms=1, tick_interval_ms=10**9))
+    r.start()
+    src.deliver(msg(b"E1/T1=1", 1000, lambda: acked.append(1)))
+    assert _wait(store.entered.is_set)  # the write of the first batch is under way, and slow
+    # a transition arrives meanwhile: evaluated and handed to the alerts stage at once
+    src.deliver(msg(b"E1/T1=12", 1100, lambda: acked.append(2)))
+    assert _wait(
+        lambda: [a.alarm_id for a in alerts.alarms if a.kind == "limit"] == ["limit:E1/T1"]
+    )
+    assert acked == []  # nothing acked before the write holding its state is durable
+    store.gate.set()
+    # the first ack follows the first write; the second, the next write (a group commit)
+    assert _wait(lambda: acked == [1, 2])
+    r.stop()
+    assert store.saves >= 2
+    snap = EngineStore(tmp_path / "s.db").load()
+    assert snap is not None and "limit:E1/T1" in snap.engine.decode()
+
+
+def test_a_failed_snapshot_write_acks_nothing_and_stops_the_runner(tmp_path):
+    acked: list[int] = []
+    store = GatedStore(tmp_path / "s.db", fail=True)
+    store.gate.set()
+    p = Pipeline(fake_stages(FakeAlerts()), start_ms=0, store=store)
+    src = QueueSource()
+    r = EmbeddedRunner(p, src, config=RunnerConfig(commit_interval_ms=1, tick_interval_ms=10**9))
+    r.start()
+    src.deliver(msg(b"E1/T1=1", 1000, lambda: acked.append(1)))
+    assert r.wait(10), "the runner should stop when its state cannot be written"
+    assert isinstance(r.failure, OSError)
+    assert acked == []  # the broker redelivers it to the next run
+
+
+def test_batches_are_what_is_queued_with_no_wait_for_more():
+    batches: list[int] = []
+
+    class Sizes:
+        def on_batch(self, outcome, now_ms):
+            if outcome.readings:
+                batches.append(len(outcome.readings))
+
+    p = Pipeline(fake_stages(FakeAlerts()), start_ms=0, listeners=[Sizes()])
+    src = QueueSource()
+    r = EmbeddedRunner(p, src, config=RunnerConfig(tick_interval_ms=10**9))
+    # queued before the evaluator starts: one batch of all of them
+    for i in range(50):
+        r.deliver(msg(f"E1/T{i}=1".encode(), 1000 + i))
+    r.start()
+    assert _wait(lambda: sum(batches) == 50)
+    assert batches == [50]
+    # a lone message is evaluated at once, not held back for company
+    t0 = time.monotonic()
+    src.deliver(msg(b"E1/T1=2", 2000))
+    assert _wait(lambda: len(batches) == 2)
+    assert time.monotonic() - t0 < 1.0
+    r.stop()
+    assert batches == [50, 1]
