@@ -185,19 +185,24 @@ class LiveStates:
     there once, after a start or a rebalance (`forget`)."""
 
     def __init__(
-        self, core: EnterpriseCore, stored: Callable[[bytes], tuple[bytes | None, bytes | None]]
+        self,
+        core: EnterpriseCore,
+        stored: Callable[[bytes], tuple[bytes | None, bytes | None]],
+        start_ms: int | None = None,
     ) -> None:
         self.core = core
         self._stored = stored
+        self.start_ms = start_ms  # a fresh state starts here at the latest (worker start)
         self._live: dict[str, tuple[Any, Any]] = {}
         self._evaluated: dict[str, int] = {}  # wall ms of the last engine evaluation
         self._dirty: dict[str, None] = {}  # insertion-ordered set
 
-    def _get(self, ent: str, now_ms: int) -> tuple[Any, Any]:
+    def _get(self, ent: str, now_ms: int, start_ms: int | None = None) -> tuple[Any, Any]:
         hit = self._live.get(ent)
         if hit is None:
             est, wst = self._stored(ent.encode())
-            hit = self.core.decode(ent, est, wst, now_ms)
+            start = min(x for x in (now_ms, start_ms, self.start_ms) if x is not None)
+            hit = self.core.decode(ent, est, wst, start)
             if est is None:
                 self._dirty[ent] = None  # a fresh state is written so a restart resumes it
         return hit
@@ -209,9 +214,18 @@ class LiveStates:
             self._dirty[ent] = None
         return alarms, events
 
-    def process(self, ent: str, readings: Sequence[Any], now_ms: int) -> tuple[list, list]:
-        """Evaluate a batch of the enterprise's readings: (alarm events, warning events)."""
-        e, w = self._get(ent, now_ms)
+    def process(
+        self, ent: str, readings: Sequence[Any], now_ms: int, first_seen_ms: int | None = None
+    ) -> tuple[list, list]:
+        """Evaluate a batch of the enterprise's readings: (alarm events, warning events).
+
+        A fresh state starts at the worker's start or `first_seen_ms` (when the bridge received
+        the oldest of these readings), whichever is earlier, as the embedded runner's state
+        starts before its first reading: started at the (later) processing time instead, a
+        backlog's readings would all be older than every point's last-seen time and take the
+        engine's per-reading path (2-4x the cost) until event time caught up with that start,
+        which a lagging worker never does."""
+        e, w = self._get(ent, now_ms, first_seen_ms)
         self._evaluated[ent] = now_ms
         return self._keep(ent, self.core.eval_process(ent, e, w, readings, now_ms), True)
 
@@ -422,6 +436,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
     # lock, so a flush never writes a state whose transitions are still on their way to Kafka,
     # and a rebalance never lands in the middle of a batch.
     lock = asyncio.Lock()
+    started_ms = wall_ms()
     unacked: list[Any] = []  # readings records whose effects are in memory, not in a table yet
     flushed_at = [time.monotonic()]
     generation = [0]  # bumped when partitions are revoked
@@ -430,7 +445,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         ls = holder.get("live")
         if ls is None:
             ls = holder["live"] = LiveStates(
-                core(), lambda key: (engine_table.get(key), warning_table.get(key))
+                core(), lambda key: (engine_table.get(key), warning_table.get(key)), started_ms
             )
         return ls
 
@@ -502,6 +517,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             by_key.setdefault(event.key, []).append(event)
         for key, evs in by_key.items():
             ent = key.decode()
+            seen = int(min(e.message.timestamp for e in evs) * 1000)
             pending: list[Any] = []
             for event in evs:
                 control = dict(event.headers or {}).get(CONTROL_HEADER)
@@ -512,13 +528,13 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
                     continue
                 # a command is ordered with the readings around it: evaluate those first
                 if pending:
-                    await sent(key, ls.process(ent, pending, now))
+                    await sent(key, ls.process(ent, pending, now, seen))
                     all_readings.extend(pending)
                     pending = []
                 if control == b"close-warning":
                     await sent(key, ls.close_warning(ent, event.value.decode(), now))
             if pending:
-                await sent(key, ls.process(ent, pending, now))
+                await sent(key, ls.process(ent, pending, now, seen))
                 all_readings.extend(pending)
         for f in futs:
             await f  # acked by Kafka before any flush writes the states they follow from

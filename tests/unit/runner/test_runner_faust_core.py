@@ -202,3 +202,30 @@ def test_live_states_skip_the_engine_tick_right_after_a_batch(tmp_path):
     alarms, _ = live.tick("EB", later)
     assert alarms and {a.kind for a in alarms} <= {Kind.OFFLINE, Kind.GATEWAY}
     assert alarms == core.tick("EB", step.engine, step.warnings, later).alarms
+
+
+def test_a_fresh_state_starts_before_a_backlog_so_it_takes_the_fast_path(tmp_path, monkeypatch):
+    """A worker lagging behind (or started after the bridge) evaluates readings older than
+    now. A fresh state starts at the worker's start or the oldest record's bridge time, so
+    those readings are in order for every point: no per-reading machine, same alarms."""
+    import rules.reference
+
+    core = _core(tmp_path)
+    batches = _readings(core, "EB", [(0, {"AT-1": 0.1, "LT-1": 10}), (1, {"AT-1": 0.2})])
+    calls = []
+    orig = rules.reference.Machine.reading
+    monkeypatch.setattr(
+        rules.reference.Machine, "reading", lambda *a, **k: (calls.append(1), orig(*a, **k))[1]
+    )
+    lagging_now = T0 + 30_000  # processed 30 s after the bridge received them
+    live = LiveStates(core, lambda key: (None, None), start_ms=T0 + 20_000)
+    live.process("EB", batches[0], lagging_now, first_seen_ms=T0)
+    live.process("EB", batches[1], lagging_now, first_seen_ms=T0 + 1000)
+    assert calls == []
+    ((_key, est, _wst),) = live.take_dirty()
+    assert core.engine("EB").load_state(est).start_ms == T0
+    # without a first-seen time, the worker's start bounds it
+    live2 = LiveStates(core, lambda key: (None, None), start_ms=T0 - 5000)
+    live2.tick("EB", lagging_now)
+    ((_key, est, _wst),) = live2.take_dirty()
+    assert core.engine("EB").load_state(est).start_ms == T0 - 5000
