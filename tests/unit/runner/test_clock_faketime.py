@@ -79,15 +79,23 @@ def test_jump_steps_the_wall_clock_only_and_sleeps_keep_working(tmp_path: Path) 
 def test_wall_reports_what_the_child_sees_and_the_offset_file_is_atomic(tmp_path: Path) -> None:
     clock = ClockControl(tmp_path)
     clock.jump(-90.25)
+    marker = tmp_path / "marker"
+    marker.write_text("x")
     out = subprocess.run(
-        [sys.executable, "-c", "import time; print(time.time())"],
+        [
+            sys.executable,
+            "-c",
+            f"import os, time; print(time.time(), os.stat({str(marker)!r}).st_mtime)",
+        ],
         env={**os.environ, **clock.env()},
         capture_output=True,
         text=True,
         check=True,
         timeout=30,
     )
-    assert abs(float(out.stdout) - clock.wall()) < 1.0
+    now, mtime = map(float, out.stdout.split())
+    assert abs(now - clock.wall()) < 1.0
+    assert mtime == marker.stat().st_mtime  # file times are not shifted: a step does not
     assert abs(clock.wall() - (time.time() - 90.25)) < 0.01
     assert clock.file.read_text() == "-90.250000\n"
     assert not list(tmp_path.glob("*.new"))
