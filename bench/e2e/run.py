@@ -32,6 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 PER_MSG = 100  # readings per gateway upload (--per-message)
+# CPU seconds of the measuring process per reading while the flood ran, by run: with the
+# machine shared, wall-clock rates swing 2x; CPU per reading is steadier for comparisons.
+CPU_US_PER_READING: dict[str, float] = {}
 HMAC = "bench-platform-secret-0123456789"
 
 
@@ -173,11 +176,15 @@ def bare_subscriber(env, prefix, gws, total) -> float:
     first = [0.0]
     finished = threading.Event()
 
+    cpu = [0.0, 0.0]
+
     def on_message(c, u, msg):
         if not first[0]:
             first[0] = time.perf_counter()
+            cpu[0] = time.process_time()
         got[0] += len(json.loads(msg.payload)["data"])
-        if got[0] >= total:
+        if got[0] >= total and not finished.is_set():
+            cpu[1] = time.process_time()
             finished.set()
 
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-bare-{uuid.uuid4().hex[:6]}")
@@ -191,6 +198,7 @@ def bare_subscriber(env, prefix, gws, total) -> float:
     ready.set()
     finished.wait(600)
     rate = got[0] / (time.perf_counter() - first[0])
+    CPU_US_PER_READING["reference"] = (cpu[1] - cpu[0]) * 1e6 / max(got[0], 1)
     c.disconnect()
     c.loop_stop()
     p.join(30)
@@ -247,6 +255,9 @@ def embedded(env, tmp: Path, registry: Path, gws, total: int, latency_s: float):
             if not count.done.wait(600):
                 raise SystemExit(f"embedded: only {count.n:,} of {total:,} readings in 600 s")
             p.join(30)
+            CPU_US_PER_READING["embedded"] = (
+                (count.c_done - count.c_first) * 1e6 / max(count.n - count.n_first, 1)
+            )
             return (count.n - count.n_first) / (count.t_done - count.t_first)
         p, ready, done = start(_paced, env, prefix, gws, 1000, latency_s, toggle_every=5)
         ready.set()
@@ -299,7 +310,7 @@ class _Count:
     def __init__(self, total: int) -> None:
         self.total = total
         self.n = self.n_first = 0
-        self.t_first = self.t_done = 0.0
+        self.t_first = self.t_done = self.c_first = self.c_done = 0.0
         self.done = threading.Event()
 
     def on_batch(self, outcome, now_ms: int) -> None:
@@ -308,8 +319,10 @@ class _Count:
         self.n += len(outcome.readings)
         if not self.t_first:
             self.t_first, self.n_first = time.perf_counter(), self.n
+            self.c_first = time.process_time()
         if self.total and self.n >= self.total and not self.done.is_set():
             self.t_done = time.perf_counter()
+            self.c_done = time.process_time()
             self.done.set()
 
 
@@ -485,13 +498,18 @@ def main() -> None:
             f"message; latency on a city of {len(city_gws) * per:,} points"
         )
         ref = bare_subscriber(env, f"bare{uuid.uuid4().hex[:6]}", gws, args.readings)
-        print(f"reference (bare paho subscriber, json.loads only): {ref:,.0f} readings/s")
+        print(
+            f"reference (bare paho subscriber, json.loads only): {ref:,.0f} readings/s, "
+            f"{CPU_US_PER_READING['reference']:.2f} us CPU per reading"
+        )
         if not args.skip_embedded:
             rate = embedded(env, tmp, registry, gws, args.readings, 0)
+            cpu = CPU_US_PER_READING["embedded"]
             print(
                 f"embedded: {rate:,.0f} readings/s sustained through Mosquitto "
                 f"= {rate / ref:.2f}x the bare subscriber, {rate / 93_000:.2f}x the "
-                "93,000/s target"
+                f"93,000/s target; {cpu:.2f} us CPU per reading = "
+                f"{cpu / CPU_US_PER_READING['reference']:.2f}x the bare subscriber's"
             )
             lat = embedded(env, tmp, city, city_gws, 0, args.latency_seconds)
             print(
