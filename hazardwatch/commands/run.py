@@ -204,10 +204,28 @@ def register(app: typer.Typer) -> None:
             f"{s.kafka.bootstrap_servers} topic {s.kafka.readings_topic}",
             err=True,
         )
+
+        def watch() -> None:
+            # The bridge thread ends on its own only when Kafka failed for good (it then has
+            # not acknowledged the MQTT messages in flight). End the process with it, so a
+            # supervisor starts a fresh bridge instead of an idle one holding the session
+            # (found by the fault suite: a Kafka restart left a live, idle bridge process).
+            while not stop.wait(0.5):
+                if not bridge.alive:
+                    stop.set()
+
+        threading.Thread(target=watch, name="hw-bridge-watch", daemon=True).start()
         try:
             _wait_for_signals(stop, duration=duration)
         finally:
             bridge.stop()
+        if bridge.failure is not None:
+            raise fail(
+                f"the bridge stopped: {bridge.failure}",
+                hint="is Kafka up? run it under a supervisor that restarts it "
+                "(systemd Restart=always); MQTT redelivers what it did not acknowledge",
+                code=1,
+            )
 
     @app.command("demo")
     def demo_cmd(
