@@ -98,6 +98,11 @@ def _translate(exc: Exception) -> InfluxError:
 # ------------------------------------------------------------------------ spill files
 
 
+#: A spill temp file older than this is left from a crash (a live writer renames its own
+#: within milliseconds).
+_STALE_TMP_S = 60.0
+
+
 class SpillError(Exception):
     """A batch could not be written to the spill folder (full, or the disk failed)."""
 
@@ -114,7 +119,13 @@ class _Spill:
         self.max_bytes = max_bytes
         folder.mkdir(parents=True, exist_ok=True)
         for tmp in folder.glob("*.tmp"):
-            tmp.unlink(missing_ok=True)  # half-written when a crash hit; never counted as spilled
+            # Half-written when a crash hit; never counted as spilled. A fresh one may be a
+            # live peer's batch in the making (workers sharing the folder): leave it be.
+            try:
+                if time.time() - tmp.stat().st_mtime > _STALE_TMP_S:
+                    tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
         self._files: deque[Path] = deque(sorted(folder.glob("spill-*.lp")))
         self.bytes = sum(f.stat().st_size for f in self._files)
         last = self._files[-1].stem.split("-")[1] if self._files else "0"

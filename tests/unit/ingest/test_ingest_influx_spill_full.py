@@ -238,6 +238,8 @@ def test_damaged_or_unreadable_spill_files_do_not_block_replay(tmp_path, caplog)
     (d / "spill-000000000002.lp").mkdir()  # read fails with an OSError (EISDIR)
     (d / "spill-000000000003.lp").write_text("ok v=3 3\n")
     (d / "spill-000000000004.tmp").write_text("half a bat")  # a crash mid-write
+    os.utime(d / "spill-000000000004.tmp", (time.time() - 120, time.time() - 120))
+    (d / "spill-000000000005-peer.tmp").write_text("a live peer's")  # its batch in the making
     fake = FakeInflux()
     fake.down = False
     w = InfluxWriter(cfg(d), sender=fake)
@@ -246,5 +248,5 @@ def test_damaged_or_unreadable_spill_files_do_not_block_replay(tmp_path, caplog)
     finally:
         w.close()
     assert fake.lines == ["reading,tag=T value=\ufffd 1", "ok v=1 1", "ok v=3 3"]
-    assert spill_entries(d) == ["spill-000000000002.bad"]
+    assert spill_entries(d) == ["spill-000000000002.bad", "spill-000000000005-peer.tmp"]
     assert "spill-000000000002.lp is unreadable" in caplog.text
