@@ -20,7 +20,10 @@ API (both fail loudly, never skip, when the machine cannot provide the fault):
     effective at their next clock read. `.offset` is the current total; `.wall()` is the
     processes' wall time as seen from the test. The Debian package is `faketime`
     (scripts/system-deps). Cost: reading the offset file on every call about doubles the CPU
-    an idle Faust worker uses (0.16 -> 0.33 s per s here). libfaketime's cache
+    an idle Faust worker uses (0.16 -> 0.33 s per s here) and raised a worker's evaluation lag
+    from ~30 ms to 100-450 ms on this loaded 2-core machine, so keep offline timeouts in a
+    clock-step scenario well above a second (readings late by the lag look silent, both
+    before and after the step). libfaketime's cache
     (`FAKETIME_CACHE_DURATION`) would be cheaper but dates its cache in fake time, so after a
     backward step it never re-reads the file.
 
@@ -70,6 +73,12 @@ class FullDisk:
 
     def __fspath__(self) -> str:
         return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"FullDisk({str(self.path)!r}, size_bytes={self.size_bytes})"
 
     def free_bytes(self) -> int:
         st = os.statvfs(self.path)
