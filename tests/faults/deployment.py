@@ -113,10 +113,11 @@ class Deployment:
     def procs(self) -> list[Proc]:
         return [*self.workers.values(), *([self.bridge] if self.bridge else [])]
 
-    def start_worker(self, wid: str) -> Proc:
+    def start_worker(self, wid: str, extra_env: dict[str, str] | None = None) -> Proc:
         # One log per incarnation: "ready" lines of a killed process must not count.
         self._n += 1
-        p = Proc(["worker", "--id", wid], self.env, self.tmp / f"{wid}.{self._n}.log")
+        env = {**self.env, **(extra_env or {})}
+        p = Proc(["worker", "--id", wid], env, self.tmp / f"{wid}.{self._n}.log")
         self.workers[wid] = p
         return p
 
@@ -152,17 +153,26 @@ class Deployment:
     def kill9_worker(self, wid: str) -> None:
         self.workers[wid].kill9()
 
-    def restart_worker(self, wid: str) -> Proc:
+    def restart_worker(
+        self, wid: str, extra_env: dict[str, str] | None = None, graceful: bool = False
+    ) -> Proc:
+        """Start the worker again (after kill -9 unless `graceful`: SIGTERM, which hands its
+        partitions over at once), optionally with extra environment."""
         old = self.workers[wid]
-        if old.p.poll() is None:
+        if old.p.poll() is None and not graceful:
             old.kill9()
-        old.terminate(1)
-        return self.start_worker(wid)
+        old.terminate(30)
+        return self.start_worker(wid, extra_env)
 
     def kill9_bridge(self) -> None:
         assert self.bridge is not None
         self.bridge.kill9()
         self.bridge.terminate(1)
+
+    @property
+    def spill_dir(self) -> Path:
+        """The InfluxDB spill folder (storage.data_dir/spill, shared by both workers)."""
+        return self.tmp / "var" / "spill"
 
     def supervise(self) -> None:
         """Restart what exited (systemd's Restart=always), and say so in the case's notes."""

@@ -332,6 +332,12 @@ def balance(case: str, deployment, stack, enterprises: list[str], published: Pub
     row.duplicated["readings"] = len(rows - published.valid)
     copies = readings_copies(stack.kafka_bootstrap, deployment.readings_topic, enterprises)
     row.absorbed["readings"] += sum(n - 1 for n in copies.values() if n > 1)
+    if row.lost["readings"]:
+        # Where the loss happened: before Kafka (bridge, broker) or after (worker, writer).
+        on_topic = len(set(copies) & published.valid)
+        row.notes.append(
+            f"{on_topic} of {len(published.valid)} valid readings reached the readings topic"
+        )
     if published.unacked:
         row.notes.append(f"{published.unacked} messages never acknowledged by the broker")
 

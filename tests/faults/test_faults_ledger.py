@@ -6,6 +6,7 @@ the end of the run)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.faults.conftest import case_enterprises
+from tests.faults.env import ClockControl, full_disk
 from tests.faults.ledger import RESULTS, Row, balance, progress
 from tests.faults.scenario import Gateways
 
@@ -192,6 +194,65 @@ def test_sms_gateway_timing_out(faults_deployment, faults_stack):
 
     check(run_case("SMS timing out (x2)", dep, faults_stack, fault))
     assert dep.sms.faults_served - before == 2
+
+
+# ------------------------------------------------------------------------------ environment
+# The primitives are the env-faults helper's (tests/faults/env.py).
+
+FULL_DISK_INFLUX_DOWN_S = 20.0
+CLOCK_STEP_S = 600.0  # an NTP step / VM resume of 10 minutes
+
+
+def test_full_disk_under_the_spill_folder(faults_deployment, faults_stack, tmp_path):
+    """InfluxDB down and the spill folder full: the writers keep the lines in memory (well
+    under their bound here) and write them all once InfluxDB is back."""
+    dep, stack = faults_deployment, faults_stack
+    held = contextlib.ExitStack()
+    down_at = [0.0]
+
+    def fault(gw: Gateways) -> None:
+        disk = held.enter_context(full_disk(dep.spill_dir, 256 * 1024))
+        dep.events.append(f"spill folder full ({disk!s})")
+        gw.wait_until(0.5)
+        stack.stop("influxdb")
+        down_at[0] = time.monotonic()
+
+    def after() -> None:
+        time.sleep(max(0.0, down_at[0] + FULL_DISK_INFLUX_DOWN_S - time.monotonic()))
+        stack.start("influxdb")
+
+    with held:
+        row = run_case(
+            "full disk under spill + InfluxDB down",
+            dep,
+            stack,
+            fault,
+            first=("alarms", "people"),
+            after=after,
+        )
+    check(row)
+    assert row.max_alarm_latency_s < NORMAL_ALARM_LATENCY_S, row.max_alarm_latency_s
+
+
+def test_clock_jump_of_a_worker(faults_deployment, faults_stack, tmp_path):
+    """Worker w1 runs under libfaketime; mid-scenario its wall clock steps 10 minutes
+    forward. Nothing is lost, nothing repeated, and no offline or gateway alarm floods."""
+    dep, stack = faults_deployment, faults_stack
+    clock = ClockControl(tmp_path / "clock")
+    dep.restart_worker("w1", clock.env(), graceful=True)
+    dep.wait_serving()
+
+    def fault(gw: Gateways) -> None:
+        gw.wait_until(4.0)
+        clock.jump(CLOCK_STEP_S)
+        dep.events.append(f"w1 wall clock stepped +{CLOCK_STEP_S:g} s at {gw.elapsed_s():.1f} s")
+
+    try:
+        row = run_case("clock jump +10 min (worker)", dep, stack, fault)
+    finally:
+        dep.restart_worker("w1", graceful=True)  # the next cases run on the real clock
+        dep.wait_serving()
+    check(row)
 
 
 # ------------------------------------------------------------------------------ combined
