@@ -182,12 +182,17 @@ class LiveStates:
     enterprise that changed (`take_dirty`) at most every `FLUSH_INTERVAL_S`, and acknowledges
     the Kafka records a flush covers only after it (see `create_app` for why that is safe).
     `stored(key)` reads the tables: the state of an enterprise not in memory is decoded from
-    there once, after a start or a rebalance (`forget`)."""
+    there once, after a start or a rebalance (`forget`).
+
+    With each state goes the (partition, offset) of the newest readings record it includes,
+    so a record consumed again after a crash or rebalance (its offset was not committed yet
+    when the state was written) is recognised (`includes`) and not applied twice: the engine
+    would take its readings as late data, not as a repeat."""
 
     def __init__(
         self,
         core: EnterpriseCore,
-        stored: Callable[[bytes], tuple[bytes | None, bytes | None]],
+        stored: Callable[[bytes], tuple[bytes | None, bytes | None, bytes | None]],
         start_ms: int | None = None,
     ) -> None:
         self.core = core
@@ -196,26 +201,47 @@ class LiveStates:
         self._live: dict[str, tuple[Any, Any]] = {}
         self._evaluated: dict[str, int] = {}  # wall ms of the last engine evaluation
         self._dirty: dict[str, None] = {}  # insertion-ordered set
+        self._applied: dict[str, tuple[int, int]] = {}  # newest record in the state
 
     def _get(self, ent: str, now_ms: int, start_ms: int | None = None) -> tuple[Any, Any]:
         hit = self._live.get(ent)
         if hit is None:
-            est, wst = self._stored(ent.encode())
+            est, wst, applied = self._stored(ent.encode())
             start = min(x for x in (now_ms, start_ms, self.start_ms) if x is not None)
-            hit = self.core.decode(ent, est, wst, start)
+            hit = self._live[ent] = self.core.decode(ent, est, wst, start)
+            if applied:
+                part, _, off = applied.partition(b":")
+                self._applied[ent] = (int(part), int(off))
             if est is None:
                 self._dirty[ent] = None  # a fresh state is written so a restart resumes it
         return hit
 
-    def _keep(self, ent: str, result: tuple, dirty: bool) -> tuple[list, list]:
+    def _keep(
+        self, ent: str, result: tuple, dirty: bool, record: tuple[int, int] | None = None
+    ) -> tuple[list, list]:
         e, w, alarms, events = result
         self._live[ent] = (e, w)
-        if dirty or alarms or events:
+        if record is not None:
+            self._applied[ent] = record
+        if dirty or alarms or events or record is not None:
             self._dirty[ent] = None
         return alarms, events
 
+    def includes(
+        self, ent: str, partition: int, offset: int, now_ms: int, first_seen_ms: int | None = None
+    ) -> bool:
+        """Whether the enterprise's state already includes this readings record."""
+        self._get(ent, now_ms, first_seen_ms)
+        done = self._applied.get(ent)
+        return done is not None and done[0] == partition and offset <= done[1]
+
     def process(
-        self, ent: str, readings: Sequence[Any], now_ms: int, first_seen_ms: int | None = None
+        self,
+        ent: str,
+        readings: Sequence[Any],
+        now_ms: int,
+        first_seen_ms: int | None = None,
+        record: tuple[int, int] | None = None,
     ) -> tuple[list, list]:
         """Evaluate a batch of the enterprise's readings: (alarm events, warning events).
 
@@ -224,10 +250,11 @@ class LiveStates:
         starts before its first reading: started at the (later) processing time instead, a
         backlog's readings would all be older than every point's last-seen time and take the
         engine's per-reading path (2-4x the cost) until event time caught up with that start,
-        which a lagging worker never does."""
+        which a lagging worker never does. `record`: (partition, offset) of the newest
+        readings record in the batch."""
         e, w = self._get(ent, now_ms, first_seen_ms)
         self._evaluated[ent] = now_ms
-        return self._keep(ent, self.core.eval_process(ent, e, w, readings, now_ms), True)
+        return self._keep(ent, self.core.eval_process(ent, e, w, readings, now_ms), True, record)
 
     def tick(self, ent: str, now_ms: int, every_ms: int = 1000) -> tuple[list, list]:
         """Timers. The engine's are skipped when a batch evaluated them less than `every_ms`
@@ -239,19 +266,25 @@ class LiveStates:
         # a tick without transitions only advances timers a restart re-derives: not dirty
         return self._keep(ent, self.core.eval_tick(ent, e, w, now_ms, engine=engine), False)
 
-    def close_warning(self, ent: str, warning_id: str, now_ms: int) -> tuple[list, list]:
+    def close_warning(
+        self, ent: str, warning_id: str, now_ms: int, record: tuple[int, int] | None = None
+    ) -> tuple[list, list]:
         e, w = self._get(ent, now_ms)
-        return self._keep(ent, self.core.eval_close_warning(ent, e, w, warning_id, now_ms), False)
+        result = self.core.eval_close_warning(ent, e, w, warning_id, now_ms)
+        return self._keep(ent, result, False, record)
 
     def dirty(self) -> bool:
         return bool(self._dirty)
 
-    def take_dirty(self) -> list[tuple[bytes, bytes, bytes]]:
-        """(key, engine bytes, warning bytes) of every enterprise changed since the last call."""
+    def take_dirty(self) -> list[tuple[bytes, bytes, bytes, bytes]]:
+        """(key, engine bytes, warning bytes, newest record as b"partition:offset" or b"") of
+        every enterprise changed since the last call."""
         out = []
         for ent in self._dirty:
             e, w = self._live[ent]
-            out.append((ent.encode(), e.to_bytes(), w.to_bytes()))
+            done = self._applied.get(ent)
+            mark = f"{done[0]}:{done[1]}".encode() if done else b""
+            out.append((ent.encode(), e.to_bytes(), w.to_bytes(), mark))
         self._dirty.clear()
         return out
 
@@ -262,6 +295,7 @@ class LiveStates:
         self._live.clear()
         self._evaluated.clear()
         self._dirty.clear()
+        self._applied.clear()
 
 
 def enterprise_ruleset(ruleset: Any, enterprise: str) -> Any:
@@ -382,6 +416,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
 
     engine_table = table("engine-state")
     warning_table = table("warning-state")
+    applied_table = table("applied-record")  # see LiveStates: the newest record in the state
 
     metrics = Metrics(process=worker)
     holder: dict[str, Any] = {}
@@ -445,7 +480,13 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         ls = holder.get("live")
         if ls is None:
             ls = holder["live"] = LiveStates(
-                core(), lambda key: (engine_table.get(key), warning_table.get(key)), started_ms
+                core(),
+                lambda key: (
+                    engine_table.get(key),
+                    warning_table.get(key),
+                    applied_table.get(key),
+                ),
+                started_ms,
             )
         return ls
 
@@ -468,13 +509,18 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         after the commit on the last flushed state; alarm ids are deterministic, so what was
         already sent is sent again under the same ids and dropped downstream. Caller holds
         the lock."""
-        for key, est, wst in live().take_dirty():
+        for key, est, wst, applied in live().take_dirty():
             engine_table[key] = est
             warning_table[key] = wst
+            applied_table[key] = applied
         stream = holder.get("rules_stream")
-        if stream is not None:
+        if stream is not None and unacked:
             for event in unacked:
                 await stream.ack(event)
+            unacked.clear()
+            # commit now rather than on Faust's 1 s cadence: records re-read after a crash
+            # are skipped (LiveStates.includes) but still cost a read
+            await app.consumer.commit()
         unacked.clear()
         flushed_at[0] = time.monotonic()
 
@@ -519,22 +565,28 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             ent = key.decode()
             seen = int(min(e.message.timestamp for e in evs) * 1000)
             pending: list[Any] = []
+            last: tuple[int, int] | None = None
             for event in evs:
+                msg = event.message
+                if ls.includes(ent, msg.partition, msg.offset, now, seen):
+                    continue  # consumed again after a crash or rebalance: already applied
                 control = dict(event.headers or {}).get(CONTROL_HEADER)
                 if control is None:
                     rs = decode_readings(event.value)
                     n_readings += len(rs)
                     pending.extend(rs)
+                    last = (msg.partition, msg.offset)
                     continue
                 # a command is ordered with the readings around it: evaluate those first
                 if pending:
-                    await sent(key, ls.process(ent, pending, now, seen))
+                    await sent(key, ls.process(ent, pending, now, seen, last))
                     all_readings.extend(pending)
                     pending = []
+                record = (msg.partition, msg.offset)
                 if control == b"close-warning":
-                    await sent(key, ls.close_warning(ent, event.value.decode(), now))
+                    await sent(key, ls.close_warning(ent, event.value.decode(), now, record))
             if pending:
-                await sent(key, ls.process(ent, pending, now, seen))
+                await sent(key, ls.process(ent, pending, now, seen, last))
                 all_readings.extend(pending)
         for f in futs:
             await f  # acked by Kafka before any flush writes the states they follow from

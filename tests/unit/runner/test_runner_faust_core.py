@@ -145,12 +145,12 @@ def test_live_states_decode_once_and_flush_what_the_pure_core_computes(tmp_path)
     the bytes-in/bytes-out core, the table read and decoded once, only changed enterprises
     written, and after `forget` (a rebalance) the state comes from the tables again."""
     core = _core(tmp_path)
-    table: dict[bytes, tuple[bytes | None, bytes | None]] = {}
+    table: dict[bytes, tuple[bytes | None, bytes | None, bytes | None]] = {}
     reads = []
 
     def stored(key: bytes):
         reads.append(key)
-        return table.get(key, (None, None))
+        return table.get(key, (None, None, None))
 
     live = LiveStates(core, stored)
     batches = _readings(core, "EB", PLAN_EB)
@@ -164,15 +164,15 @@ def test_live_states_decode_once_and_flush_what_the_pure_core_computes(tmp_path)
         alarms, _events = live.process("EB", rs, now)
         live_alarms += alarms
         if i == 1:  # a flush half-way: the table now holds the state after two batches
-            assert [k for k, _e, _w in live.take_dirty()] == [b"EB"]
+            assert [k for k, _e, _w, _r in live.take_dirty()] == [b"EB"]
             assert not live.dirty()
     assert live_alarms == pure_alarms and {a.kind for a in pure_alarms} >= {Kind.LIMIT}
     assert reads == [b"EB"]  # decoded once, then kept in memory
     flushed = live.take_dirty()
-    assert flushed == [(b"EB", est, wst)]  # byte for byte the pure core's state
+    assert flushed == [(b"EB", est, wst, b"")]  # byte for byte the pure core's state
     assert live.take_dirty() == []  # nothing changed since
     # a rebalance: memory dropped, the (recovered) table is read again and evaluation goes on
-    table[b"EB"] = (est, wst)
+    table[b"EB"] = (est, wst, None)
     live.forget()
     now = T0 + 2_000_000  # silent past 3x the expected interval: offline alarms
     alarms, _events = live.tick("EB", now)
@@ -185,7 +185,7 @@ def test_live_states_skip_the_engine_tick_right_after_a_batch(tmp_path):
     within the next second only ticks the warning model (under load every enterprise has a
     batch every second, so the tick costs nothing), and later ones fire what is due."""
     core = _core(tmp_path)
-    live = LiveStates(core, lambda key: (None, None))
+    live = LiveStates(core, lambda key: (None, None, None))
     eng = core.engine("EB")
     ticks = []
     orig = eng.tick
@@ -218,14 +218,46 @@ def test_a_fresh_state_starts_before_a_backlog_so_it_takes_the_fast_path(tmp_pat
         rules.reference.Machine, "reading", lambda *a, **k: (calls.append(1), orig(*a, **k))[1]
     )
     lagging_now = T0 + 30_000  # processed 30 s after the bridge received them
-    live = LiveStates(core, lambda key: (None, None), start_ms=T0 + 20_000)
+    live = LiveStates(core, lambda key: (None, None, None), start_ms=T0 + 20_000)
     live.process("EB", batches[0], lagging_now, first_seen_ms=T0)
     live.process("EB", batches[1], lagging_now, first_seen_ms=T0 + 1000)
     assert calls == []
-    ((_key, est, _wst),) = live.take_dirty()
+    ((_key, est, _wst, _rec),) = live.take_dirty()
     assert core.engine("EB").load_state(est).start_ms == T0
     # without a first-seen time, the worker's start bounds it
-    live2 = LiveStates(core, lambda key: (None, None), start_ms=T0 - 5000)
+    live2 = LiveStates(core, lambda key: (None, None, None), start_ms=T0 - 5000)
     live2.tick("EB", lagging_now)
-    ((_key, est, _wst),) = live2.take_dirty()
+    ((_key, est, _wst, _rec),) = live2.take_dirty()
     assert core.engine("EB").load_state(est).start_ms == T0 - 5000
+
+
+def test_a_record_consumed_again_after_a_crash_is_not_applied_twice(tmp_path):
+    """The state is written with the newest record it includes; after a crash the records
+    after the last committed offset are consumed again, and those the written state already
+    includes are recognised, so the alarms after a restart equal an uninterrupted run."""
+    core = _core(tmp_path)
+    batches = _readings(core, "EB", PLAN_EB)
+    now = lambda i: T0 + (i * 4 + 1) * 1000  # noqa: E731
+    # uninterrupted
+    ref = LiveStates(core, lambda key: (None, None, None), start_ms=T0)
+    expected = [
+        ref.process("EB", rs, now(i), record=(3, 10 + i))[0] for i, rs in enumerate(batches)
+    ]
+    # crashed after the state of records 10 and 11 was written, their offsets not committed
+    table: dict[bytes, tuple] = {}
+    first = LiveStates(core, lambda key: table.get(key, (None, None, None)), start_ms=T0)
+    got = [
+        first.process("EB", rs, now(i), record=(3, 10 + i))[0] for i, rs in enumerate(batches[:2])
+    ]
+    for key, est, wst, rec in first.take_dirty():
+        table[key] = (est, wst, rec)
+    assert table[b"EB"][2] == b"3:11"
+    after = LiveStates(core, lambda key: table.get(key, (None, None, None)), start_ms=T0)
+    for i, rs in enumerate(batches):  # the new owner consumes from the committed offset (10)
+        if after.includes("EB", 3, 10 + i, now(i)):
+            assert i < 2
+            continue
+        got.append(after.process("EB", rs, now(i), record=(3, 10 + i))[0])
+    assert got == expected and any(expected)
+    # the same offset of another partition (the partition count changed) is not taken as seen
+    assert not after.includes("EB", 2, 5, now(9))
