@@ -7,12 +7,15 @@ worker` (or `hazardwatch worker`) imports.
       -> transitions topic (alarm and warning events, keyed by enterprise)
       -> agent `alerts`: AlertService with this worker's SQLite outbox -> channels
 
-Agents stay thin: decode, call the core (`EnterpriseCore`, pure and tested without Kafka),
-send. A 1 s timer ticks the enterprises of the partitions this worker owns, so offline and
-on-delay timers fire without data. Order per message, and why restarts are safe: transitions
-are sent and ACKED by Kafka before the state is written to the table, so a crash either
-re-processes the message (same deterministic alarm ids; the alerts service ignores what it
-has) or finds state that already includes it.
+Agents stay thin: decode, call the core (`EnterpriseCore`/`LiveStates`, pure and tested
+without Kafka), send. A 1 s timer ticks the enterprises of the partitions this worker owns, so
+offline and on-delay timers fire without data. Why restarts are safe: the state is kept in
+memory and written to the tables every `FLUSH_INTERVAL_S`; transitions are ACKED by Kafka
+before a write of the state that follows from them, and a readings record is acknowledged
+(its offset committable) only after a write of a state that includes it. A crash therefore
+re-reads records whose effects are either not in the tables (re-applied: same deterministic
+alarm ids; the alerts service ignores what it has) or in them with the record's offset
+(skipped, see `LiveStates.includes`).
 """
 
 from __future__ import annotations
@@ -518,9 +521,12 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             for event in unacked:
                 await stream.ack(event)
             unacked.clear()
-            # commit now rather than on Faust's 1 s cadence: records re-read after a crash
-            # are skipped (LiveStates.includes) but still cost a read
-            await app.consumer.commit()
+            # commit now rather than on Faust's 1 s cadence (records re-read after a crash are
+            # skipped, but still read), in the background: the lock is not held for the
+            # round trip, and Faust runs one commit at a time
+            prev = holder.get("commit")
+            if prev is None or prev.done():
+                holder["commit"] = asyncio.ensure_future(app.consumer.commit())
         unacked.clear()
         flushed_at[0] = time.monotonic()
 
