@@ -404,6 +404,11 @@ def distributed(env, tmp: Path, registry: Path, gws, total: int, latency_s: floa
         _wait(lambda: "MQTT connected" in (tmp / f"bridge-{u}.log").read_text(errors="replace"), 60)
         time.sleep(1.5)
 
+        def _cpu_s(pid: int) -> float:
+            """User + system CPU seconds of a process so far (Linux /proc)."""
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
         def readings_in() -> float:
             n = 0.0
             for port in ports:
@@ -424,13 +429,22 @@ def distributed(env, tmp: Path, registry: Path, gws, total: int, latency_s: floa
             n = readings_in()
             if t_first is None and n > 0:
                 t_first, n_first = time.perf_counter(), n
+                cpu_first = [_cpu_s(pr.pid) for pr in procs]
             if n >= total:
                 break
             time.sleep(0.2)
         rate = (n - n_first) / (time.perf_counter() - t_first)
+        # CPU per reading of the workers together and of the bridge (steadier than readings/s
+        # on the shared machine; a second worker should not raise the workers' figure much)
+        cpu = [_cpu_s(pr.pid) - c for pr, c in zip(procs, cpu_first, strict=True)]
+        print(
+            f"  {workers} worker(s): {sum(cpu[:workers]) * 1e6 / (n - n_first):.1f} us CPU per "
+            f"reading in the workers, {cpu[workers] * 1e6 / (n - n_first):.1f} in the bridge"
+        )
         p.join(30)
         before = len(rcv.accepted)
-        p, ready, done = start(_paced, env, f"bd{u}", gws, 1000, latency_s)
+        # an alarm raised or cleared twice a second: 60 samples in 30 s, as the embedded run
+        p, ready, done = start(_paced, env, f"bd{u}", gws, 1000, latency_s, toggle_every=5)
         ready.set()
         done.wait(latency_s + 30)
         time.sleep(3)
