@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hazardwatch.metrics import Metrics
-from hazardwatch.runner import BatchOutcome, Stages
+from hazardwatch.runner import BatchOutcome, Stages, wall_ms
 from hazardwatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,8 @@ def build_alerts(
         base = settings.api.public_url.rstrip("/")
 
         def link_for(subject_id: str) -> str:
-            expires = time.time_ns() // 1_000_000 + int(settings.api.link_ttl_s * 1000)
+            # on the clock start_api verifies links with
+            expires = wall_ms() + int(settings.api.link_ttl_s * 1000)
             return f"{base}/a/{subject_id}?t={signer.sign(subject_id, expires)}"
 
     return AlertService(
@@ -252,7 +253,9 @@ def start_api(settings: Settings, service: Any, store: Any) -> Any:
     auth = (
         TokenAuth.from_file(settings.api.tokens_file) if settings.api.tokens_file else TokenAuth()
     )
-    app = create_app(service, store, auth, links=link_signer(settings))
+    # Acknowledgements, dispositions and shelves are timed on the clock the alerts stage's
+    # timers run on: a step of the system clock must not shift them against each other.
+    app = create_app(service, store, auth, links=link_signer(settings), clock_ms=wall_ms)
     return ApiServer(app, settings.api.host, settings.api.port, ssl=ssl or None).start()
 
 
@@ -302,7 +305,7 @@ class TimeseriesFeed:
         process: str = "embedded",
         queue_max: int = 1000,
         pipeline_every_s: float = 10.0,
-        clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock: Callable[[], int] = wall_ms,  # the pipeline's guarded clock, as the readings'
     ) -> None:
         self.writer = writer
         self.registry = registry
