@@ -1,6 +1,6 @@
 """The process's wall clock for the live pipeline: a guarded clock that never steps. It
-advances with the monotonic clock and follows the system wall clock only at a bounded slew
-rate, so an NTP step, a VM resume or an operator's `date -s` cannot flood or stall alarms.
+advances with elapsed time and follows the system wall clock only at a bounded slew rate, so
+an NTP step or an operator's `date -s` cannot flood or stall alarms.
 
 Why (measured with tests/faults/env.py ClockControl on `hazardwatch run`, before this module):
 "now" is compared with the gateways' own timestamps. A +10 min step of the host's clock made
@@ -27,11 +27,17 @@ durations and must keep meaning elapsed time. So this clock:
   timeout (+0.1 %) of elapsed time;
 - never goes backwards, and is one instance per process, shared by all threads.
 
-The price: if the step was a correction for the whole site (gateways stepped too), the
-gateways' new timestamps disagree with this clock until it has converged (ingest rejects
-readings more than 60 s ahead as `clock_skew`; offline alarms follow). The WARNING says so:
-restarting the process adopts the system clock at once (the engine state is durable), which
-is the operator's deliberate decision rather than the clock's silent one.
+Elapsed time is CLOCK_BOOTTIME: the monotonic clock, but counting while the host is
+suspended, so a resume (when real time did pass) is followed like any agreement, not refused.
+
+The price: if the step was a correction (the host's clock was wrong before: a VM paused by
+its hypervisor and stepped by NTP on resume, or the whole site re-synchronised), the
+gateways' timestamps disagree with this clock until it has converged: ingest rejects
+readings more than 60 s ahead as `clock_skew`, and offline alarms follow. The WARNING says
+so: restarting the process adopts the system clock at once (the engine state is durable),
+the operator's deliberate decision rather than the clock's silent one. Telling the two
+cases apart automatically needs evidence this module does not get yet: the gateways'
+timestamps (a step they corroborate could be adopted at once).
 """
 
 from __future__ import annotations
@@ -51,6 +57,17 @@ DEFAULT_MAX_SLEW = 0.001
 DEFAULT_STEP_MS = 1000
 
 
+def _elapsed_ns() -> int:
+    """Elapsed time that never steps and, unlike CLOCK_MONOTONIC, keeps counting while the
+    host is suspended: after a resume the wall clock's jump is real time that passed, and
+    must not be taken for a step (gateways' readings of that time would look in the future)."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+if not hasattr(time, "CLOCK_BOOTTIME"):  # not Linux
+    _elapsed_ns = time.monotonic_ns
+
+
 class GuardedClock:
     """Epoch time that follows `wall_ns` but never steps (see the module doc). Thread-safe.
 
@@ -62,7 +79,7 @@ class GuardedClock:
         max_slew: float = DEFAULT_MAX_SLEW,
         step_ms: int = DEFAULT_STEP_MS,
         wall_ns: Callable[[], int] = time.time_ns,
-        mono_ns: Callable[[], int] = time.monotonic_ns,
+        mono_ns: Callable[[], int] = _elapsed_ns,
     ) -> None:
         if not 0 <= max_slew < 1:
             raise ValueError(f"GuardedClock: max_slew must be in [0, 1), got {max_slew}")

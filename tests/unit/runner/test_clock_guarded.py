@@ -170,3 +170,16 @@ def test_process_clock_reads_the_system_clock_and_metrics_show_steps():
     assert "hw_clock_steps_total 1.0" in text
     offset = next(ln for ln in text.splitlines() if ln.startswith("hw_clock_offset_ms "))
     assert float(offset.split()[1]) == pytest.approx(-30_000, abs=2)
+
+
+def test_elapsed_time_counts_a_suspend_of_the_host(monkeypatch):
+    """A resume after a suspend is real time passing, not a step: on Linux the clock's elapsed
+    time is CLOCK_BOOTTIME, which keeps counting while suspended (CLOCK_MONOTONIC stops)."""
+    import time
+
+    from hazardwatch import clock as mod
+
+    assert GuardedClock()._mono is mod._elapsed_ns
+    asked: list[int] = []
+    monkeypatch.setattr(time, "clock_gettime_ns", lambda cid: asked.append(cid) or 42)
+    assert mod._elapsed_ns() == 42 and asked == [time.CLOCK_BOOTTIME]
