@@ -19,7 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 TICK_MS = 250
-TICKS = 60  # 15 s of readings
+TICKS = 56  # 14 s of readings (the story ends at 12 s)
 TEMPS = [f"TT-{i}" for i in range(1, 8)]
 TAGS = ["AT-1", "TT-0", "LT-1", *TEMPS]
 
