@@ -263,7 +263,8 @@ class LiveStates:
         """Timers. The engine's are skipped when a batch evaluated them less than `every_ms`
         ago (under load, every enterprise has one: ticking it again only costs time)."""
         e, w = self._get(ent, now_ms)
-        engine = now_ms - self._evaluated.get(ent, -every_ms) >= every_ms
+        # also when the clock went back (an adopted backward step): never wait it out
+        engine = not 0 <= now_ms - self._evaluated.get(ent, -every_ms) < every_ms
         if engine:
             self._evaluated[ent] = now_ms
         # a tick without transitions only advances timers a restart re-derives: not dirty
@@ -346,10 +347,12 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         build_alerts,
         build_channels,
         build_timeseries_writer,
+        clock_witness,
         load_rules,
         rule_sources,
     )
 
+    clock_witness(settings)  # the guarded clock weighs the gateways' timestamps as configured
     k = settings.kafka
     worker = worker_id or os.environ.get(WORKER_ID_ENV) or "worker-0"
     data_dir = Path(settings.storage.data_dir) / "faust" / worker
@@ -550,6 +553,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
     async def evaluate(events: list[Any], now: int) -> int:
         """One batch of readings records, per enterprise: live state, transitions sent and
         acked, metrics and the time-series feed. Returns the number of readings."""
+        from hazardwatch.clock import CLOCK
         from ingest.codec import decode_readings
 
         ls = live()
@@ -579,6 +583,12 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
                 control = dict(event.headers or {}).get(CONTROL_HEADER)
                 if control is None:
                     rs = decode_readings(event.value)
+                    if rs and CLOCK.held:
+                        # Evidence for a held step of this worker's clock: the gateways' event
+                        # time against `now` (one record is one gateway's payload).
+                        p0 = core().registry.get(ent, rs[0].tag)
+                        gw = p0.gateway_code if p0 is not None else rs[0].tag
+                        CLOCK.witness(ent, gw, rs[0].ts_ms, now)
                     n_readings += len(rs)
                     pending.extend(rs)
                     last = (msg.partition, msg.offset)

@@ -190,10 +190,12 @@ class Pipeline:
         than `min_engine_gap_ms` ago the engine pass (a sweep over every point) is skipped
         and only the warning and alerts timers run."""
         out = BatchOutcome()
-        if now_ms - self._engine_now_ms >= min_engine_gap_ms:
+        # `not 0 <= gap < interval`: due, or the clock went back (an adopted backward step of
+        # the host clock, hazardwatch/clock.py), which must not stall this for the step.
+        if not 0 <= now_ms - self._engine_now_ms < min_engine_gap_ms:
             self.engine_state, out.alarms = self.stages.engine.tick(self.engine_state, now_ms)
             self._engine_now_ms = now_ms
-        if self.sink is not None and now_ms - self._last_risk >= self.risk_every_ms:
+        if self.sink is not None and not 0 <= now_ms - self._last_risk < self.risk_every_ms:
             self._last_risk = now_ms
             wm, ws = self.stages.warnings, self.warning_state
             out.risk = RiskContext(
@@ -216,7 +218,7 @@ class Pipeline:
             self.warning_state, more = st.warnings.tick(self.warning_state, now_ms)
             out.warnings.extend(more)
         if st.alerts is not None:
-            alerts_tick = tick and now_ms - self._last_alerts_tick >= self.alerts_tick_ms
+            alerts_tick = tick and not 0 <= now_ms - self._last_alerts_tick < self.alerts_tick_ms
             if out.alarms or out.warnings or alerts_tick:
                 # Group commit: every transition of the batch (alarm state, journal, outbox
                 # rows) in ONE transaction, so one fsync however many alarms a batch holds.
@@ -506,7 +508,8 @@ class EmbeddedRunner:
                     wake = True
                 if self.reloader is not None and self.reloader.pending:
                     self.reloader.poll()
-                if now - last_tick >= cfg.tick_interval_ms:
+                # Also when the clock went back (an adopted backward step): never wait it out.
+                if not 0 <= now - last_tick < cfg.tick_interval_ms:
                     p.tick(now, min_engine_gap_ms=cfg.tick_interval_ms // 2)
                     last_tick = now
                     wake = True
@@ -519,7 +522,8 @@ class EmbeddedRunner:
                 # busy with snapshots at most ~20 % of the time (alarm fsyncs share it).
                 interval = max(cfg.commit_interval_ms, int(p.last_save_s * 5000))
                 must = stop_seen or len(pending_acks) >= cfg.queue_max // 2
-                if must or (now - last_commit >= interval and self._commit_idle.is_set()):
+                due = not 0 <= now - last_commit < interval  # or the clock went back
+                if must or (due and self._commit_idle.is_set()):
                     snap = p.snapshot(now, {"committed_ms": now})
                     self._commit_idle.clear()
                     self._commits.put((snap, pending_acks))  # waits while one is queued

@@ -189,6 +189,15 @@ class MetricsSettings(_Section):
     port: int = Field(default=9470, ge=0, le=65535)  # 0 = no metrics endpoint
 
 
+class ClockSettings(_Section):
+    """How the guarded clock weighs the gateways' timestamps as evidence for a step of the
+    host clock (hazardwatch/clock.py has the reasons for the defaults)."""
+
+    witness_tolerance_s: float = Field(default=30.0, gt=0)  # "agrees with a clock" within
+    witness_gateways: int = Field(default=3, ge=1)  # distinct gateways that must corroborate
+    witness_window_s: float = Field(default=60.0, gt=0)  # how long a gateway's vote counts
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -253,6 +262,7 @@ class Settings(BaseSettings):
     grafana: GrafanaSettings = GrafanaSettings()
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
+    clock: ClockSettings = ClockSettings()
 
     @property
     def effective_mode(self) -> Literal["embedded", "distributed"]:

@@ -104,6 +104,7 @@ def build_stages(
     normalizer_config: Any = None,
     previous: Stages | None = None,
     alerts: Any | None = None,
+    witness: Callable[[str, str, int, int], None] | None = None,
 ) -> Stages:
     """The pure cores for one rules bundle. On reload, pass the running stages as `previous`
     so the normaliser keeps its duplicate memory and the alerts service is kept."""
@@ -115,7 +116,7 @@ def build_stages(
         normalizer = previous.normalizer.with_registry(bundle.registry)
         alerts = alerts if alerts is not None else previous.alerts
     else:
-        normalizer = Normalizer(bundle.registry, normalizer_config)
+        normalizer = Normalizer(bundle.registry, normalizer_config, witness=witness)
     return Stages(
         registry=bundle.registry,
         ruleset=bundle.ruleset,
@@ -526,6 +527,9 @@ def build_embedded(
     from hazardwatch.reload import FileWatcher, Reloader
     from hazardwatch.runner import EmbeddedRunner, Pipeline, RunnerConfig, wall_ms
 
+    # The gateways' timestamps are the evidence the guarded clock needs to adopt a step of
+    # the host clock that corrects it (hazardwatch/clock.py); an injected clock has none.
+    witness = clock_witness(settings) if clock is None else None
     clock = clock or wall_ms
     sources = (
         rule_sources(settings)
@@ -566,7 +570,9 @@ def build_embedded(
     )
     metrics = Metrics("embedded")
     feed = TimeseriesFeed(build_timeseries_writer(settings), bundle.registry, metrics)
-    stages = build_stages(bundle, normalizer_config=normalize_config(settings), alerts=alerts)
+    stages = build_stages(
+        bundle, normalizer_config=normalize_config(settings), alerts=alerts, witness=witness
+    )
     pipeline = Pipeline(
         stages,
         start_ms=clock(),
@@ -729,6 +735,20 @@ class MqttIngress:
             self._source.stop()
 
 
+def clock_witness(settings: Settings) -> Callable[[str, str, int, int], None]:
+    """Configure the process's guarded clock from `[clock]` and return the callback that
+    feeds it the gateways' timestamps (`Normalizer(witness=...)`, hazardwatch/clock.py)."""
+    from hazardwatch.clock import CLOCK
+
+    c = settings.clock
+    CLOCK.configure_witnesses(
+        tolerance_ms=int(c.witness_tolerance_s * 1000),
+        min_gateways=c.witness_gateways,
+        window_ms=int(c.witness_window_s * 1000),
+    )
+    return CLOCK.witness
+
+
 def mqtt_source(settings: Settings) -> MqttIngress:
     return MqttIngress(mqtt_config(settings))
 
@@ -810,7 +830,11 @@ class BridgeProcess:
                 readings_topic=settings.kafka.readings_topic,
                 deadletter_topic=settings.kafka.deadletter_topic,
             ),
-            Normalizer(load_registry(src.registry), normalize_config(settings)),
+            Normalizer(
+                load_registry(src.registry),
+                normalize_config(settings),
+                witness=clock_witness(settings),  # evidence for a host clock step
+            ),
             clock=wall_ms,  # receive times on the guarded clock (hazardwatch/clock.py)
         )
         self._watch_interval_s = watch_interval_s

@@ -10,7 +10,7 @@ The per-reading loop is written for speed (≥ 500k readings/s per core on batch
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -169,7 +169,11 @@ class Normalizer:
         *,
         _dedupe: _Dedupe | None = None,
         _previous: Mapping[str, _PointInfo] | None = None,
+        witness: Callable[[str, str, int, int], None] | None = None,
     ) -> None:
+        # Called with (enterprise, gateway, ts_ms, received_ms) once per payload that carries
+        # readings: the composition root feeds its clock the gateways' timestamps with it.
+        self.witness = witness
         self.config = config or NormalizeConfig()
         self.registry = registry
         self._dedupe = _dedupe or _Dedupe(self.config.dedupe_capacity)
@@ -196,7 +200,13 @@ class Normalizer:
 
     def with_registry(self, registry: Registry) -> Normalizer:
         """A normaliser for a new registry version that keeps the duplicate memory."""
-        return Normalizer(registry, self.config, _dedupe=self._dedupe, _previous=self._infos)
+        return Normalizer(
+            registry,
+            self.config,
+            _dedupe=self._dedupe,
+            _previous=self._infos,
+            witness=self.witness,
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -291,6 +301,10 @@ class Normalizer:
         items = decoded.readings
         if not items:
             return out
+        if self.witness is not None:
+            wts = decoded.ts if decoded.ts is not None else items[0].ts
+            if type(wts) is int:  # ISO strings are parsed per reading later; skip those
+                self.witness(enterprise, gateway, wts, received_ms)
 
         # ---- hot loop: locals only; anything unusual goes to _slow() which names the problem
         cfg = self.config
