@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import BinaryIO, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -557,6 +557,7 @@ class LineProtocolFileWriter:
     `curl -XPOST '<url>/write?db=hazardwatch&precision=ms' --data-binary @<file>` (1.x)."""
 
     HEADER = "# hazardwatch line protocol, timestamps in milliseconds (precision=ms)\n"
+    _HEADER_BYTES = HEADER.encode("utf-8")
 
     def __init__(
         self, data_dir: Path, max_file_bytes: int = 64 << 20, clock: Callable[[], float] = time.time
@@ -566,7 +567,9 @@ class LineProtocolFileWriter:
         self.max_file_bytes = max_file_bytes
         self._clock = clock
         self._lock = threading.Lock()
-        self._f: TextIO | None = None
+        # Binary: each batch is encoded to UTF-8 once here, and its size for rotation is the
+        # length of those bytes (the text layer would encode it a second time).
+        self._f: BinaryIO | None = None
         self.path: Path | None = None
         self._size = 0
         self._counts = {"written": 0, "files": 0, "bytes": 0}
@@ -580,29 +583,52 @@ class LineProtocolFileWriter:
             if not path.exists():
                 break
             n += 1
-        f = open(path, "a", encoding="utf-8")  # kept open across writes
-        f.write(self.HEADER)
+        f = open(path, "ab")  # kept open across writes
+        f.write(self._HEADER_BYTES)
         self._f = f
-        self._size = len(self.HEADER)
+        self._size = len(self._HEADER_BYTES)
         self._counts["files"] += 1
         self.path = path
 
     def write_lines(self, lines: Iterable[str]) -> None:
+        """Append the lines, each followed by a newline, UTF-8. A new file is started before
+        a line when the current one has reached `max_file_bytes` (so a file ends at most one
+        line past it). The batch is joined and encoded once; only a batch that reaches the
+        limit is split, line by line, at the same places."""
+        batch = lines if isinstance(lines, list) else list(lines)
+        data = ("\n".join(batch) + "\n").encode("utf-8") if batch else b""
         with self._lock:
             if self._closed:
                 raise RuntimeError("LineProtocolFileWriter is closed")
-            for line in lines:
-                if self._f is None or self._size >= self.max_file_bytes:
-                    if self._f is not None:
-                        self._f.close()
-                    self._open()
-                data = line + "\n"
-                assert self._f is not None
-                self._f.write(data)
-                n = len(data.encode("utf-8")) if not data.isascii() else len(data)
-                self._size += n
-                self._counts["bytes"] += n
-                self._counts["written"] += 1
+            if not batch:
+                return
+            f = self._f
+            if f is not None:
+                # Every line goes to this file when the size before the last one is under
+                # the limit: the size before each earlier line is smaller still.
+                last = len(batch[-1].encode("utf-8")) + 1
+                if self._size + len(data) - last < self.max_file_bytes:
+                    f.write(data)
+                    self._size += len(data)
+                    self._counts["bytes"] += len(data)
+                    self._counts["written"] += len(batch)
+                    return
+            self._write_each_locked(data, batch)
+
+    def _write_each_locked(self, data: bytes, batch: list[str]) -> None:
+        start = 0
+        for line in batch:
+            end = start + len(line.encode("utf-8")) + 1
+            if self._f is None or self._size >= self.max_file_bytes:
+                if self._f is not None:
+                    self._f.close()
+                self._open()
+            assert self._f is not None
+            self._f.write(data[start:end])
+            self._size += end - start
+            self._counts["bytes"] += end - start
+            self._counts["written"] += 1
+            start = end
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         with self._lock:
