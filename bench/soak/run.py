@@ -29,6 +29,7 @@ import faulthandler
 import gc
 import json
 import math
+import os
 import shutil
 import signal
 import statistics
@@ -50,6 +51,38 @@ from hazardwatch.wiring import build_embedded
 
 CITY_POINTS = 5000
 CITY_RATE = 750.0  # readings/s of a city: ~5,000 points at 1-60 s make 500-1,000 (DOMAIN.md)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (n, ctypes.c_size_t)
+        for n in (
+            "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+        ).split()
+    ]
+
+
+def _mallinfo2():
+    try:
+        f = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None  # not glibc >= 2.33
+    f.restype = _MallInfo2
+    return f
+
+
+_MALLINFO2 = _mallinfo2()
+
+
+def heap_mb() -> tuple[float | None, float | None, int]:
+    """(bytes malloc has handed out and not got back, free bytes it holds in its arenas --
+    RSS it does not give back --, pymalloc blocks in use): a leak grows the first or the
+    third, fragmentation the second. All arenas of all threads are summed."""
+    blocks = sys.getallocatedblocks()
+    if _MALLINFO2 is None:
+        return None, None, blocks
+    m = _MALLINFO2()
+    return (m.uordblks + m.hblkhd) / 2**20, m.fordblks / 2**20, blocks
 
 
 def malloc_trim() -> bool:
@@ -183,8 +216,16 @@ class Sample:
     queue: int
     outbox: int
     alarms: int
+    # glibc malloc in use / free held (MB) and pymalloc blocks in use (see heap_mb)
+    malloc_used_mb: float | None = None
+    malloc_free_mb: float | None = None
+    py_blocks: int = 0
     feed_queue: int = 0  # batches waiting for the time-series writer thread
     traced_mb: float | None = None  # Python heap traced by tracemalloc (--tracemalloc)
+    # With --malloc-trim-s: RSS right after malloc_trim(0) (what the process really holds,
+    # free heap pages returned) and how long the call took.
+    rss_trimmed_mb: float | None = None
+    trim_ms: float | None = None
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -194,15 +235,15 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, math.ceil(q * len(xs)) - 1)]
 
 
-def _slope_mb_per_h(samples: list[Sample], per_min: int) -> float:
+def _slope_mb_per_h(samples: list[Sample], per_min: int, f: str = "rss_mb") -> float:
     """Least-squares slope of each minute's lowest RSS: the allocator and the simulator's
     buffers make a sawtooth of tens of MB; a leak raises its floor."""
     floors = [samples[i : i + per_min] for i in range(0, len(samples), per_min)]
     floors = [f for f in floors if len(f) == per_min] or floors
     if len(floors) < 2:
         return 0.0
-    ts = [min(f, key=lambda s: s.rss_mb).t_s / 3600 for f in floors]
-    ys = [min(s.rss_mb for s in f) for f in floors]
+    ts = [min(m, key=lambda s: getattr(s, f)).t_s / 3600 for m in floors]
+    ys = [min(getattr(s, f) for s in m) for m in floors]
     mt, my = statistics.fmean(ts), statistics.fmean(ys)
     den = sum((t - mt) ** 2 for t in ts)
     return sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True)) / den if den else 0.0
@@ -262,9 +303,10 @@ def verdicts(loaded: list[Sample], per_min: int, queue_max: int) -> tuple[bool, 
     return flat, bounded, lines
 
 
-def _minute_floors(samples: list[Sample], per_min: int) -> list[float]:
+def _minute_floors(samples: list[Sample], per_min: int, f: str = "rss_mb") -> list[float]:
     return [
-        min(s.rss_mb for s in samples[i : i + per_min]) for i in range(0, len(samples), per_min)
+        min(getattr(s, f) for s in samples[i : i + per_min])
+        for i in range(0, len(samples), per_min)
     ]
 
 
@@ -318,6 +360,13 @@ def main() -> int:
         action="store_true",
         help="at the end of the load, measure RSS after gc.collect() and malloc_trim(0)",
     )
+    ap.add_argument(
+        "--malloc-trim-s",
+        type=float,
+        default=0.0,
+        help="call malloc_trim(0) after the RSS sample every S seconds (a production "
+        "mitigation; samples then also show RSS right after it)",
+    )
     a = ap.parse_args()
     # `kill -USR1 <pid>` prints every thread's stack: where a stalled run is stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
@@ -338,6 +387,12 @@ def main() -> int:
         f"city: {CITY_POINTS} points = {city_rate:,.0f} readings/s; soak: {len(registry):,} "
         f"points in {len(registry.enterprises())} enterprises = {nominal:,.0f} readings/s "
         f"({nominal / CITY_RATE:.1f}x a city's {CITY_RATE:,.0f}/s) for {a.minutes:g} min"
+    )
+    alloc = {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "PYTHONMALLOC"))}
+    print(
+        "allocator: "
+        + (" ".join(f"{k}={v}" for k, v in sorted(alloc.items())) or "glibc defaults")
+        + (f", malloc_trim(0) every {a.malloc_trim_s:g} s" if a.malloc_trim_s > 0 else "")
     )
 
     data = Path(tempfile.mkdtemp(prefix="hw-soak-"))
@@ -409,6 +464,7 @@ def main() -> int:
     emb.runner.start()
     t0 = time.monotonic()
     next_t = t0 + a.sample_s
+    next_trim = t0
     alarms_total = 0
     try:
         while not source.done.is_set() or emb.runner._q.qsize():
@@ -417,6 +473,7 @@ def main() -> int:
             n, lags = window.take()
             figs = emb.metrics.figures()
             alarms_total = int(figs.alarms)
+            used, free, blocks = heap_mb()
             s = Sample(
                 t_s=round(now - t0, 1),
                 feeding=not source.done.is_set(),
@@ -430,18 +487,33 @@ def main() -> int:
                 feed_queue=feed_q.qsize() if feed_q is not None else 0,
                 outbox=emb.alert_store.outbox_depth(),
                 alarms=alarms_total,
+                malloc_used_mb=None if used is None else round(used, 1),
+                malloc_free_mb=None if free is None else round(free, 1),
+                py_blocks=blocks,
                 traced_mb=(
                     round(tracemalloc.get_traced_memory()[0] / 1e6, 1) if a.tracemalloc else None
                 ),
             )
+            if a.malloc_trim_s > 0 and now >= next_trim:
+                next_trim = now + a.malloc_trim_s
+                t_trim = time.perf_counter()
+                malloc_trim()
+                s.trim_ms = round((time.perf_counter() - t_trim) * 1000, 1)
+                s.rss_trimmed_mb = round(rss_mb(), 1)
             samples.append(s)
             print(
                 f"  {s.t_s:7.0f} s  RSS {s.rss_mb:7.1f} MB  {s.readings_per_s:8,.0f} readings/s  "
                 f"lag p50 {s.lag_p50_ms:5.0f} p99 {s.lag_p99_ms:5.0f} max {s.lag_max_ms:6.0f} ms  "
                 f"behind {s.source_behind_ms:5d} ms  queue {s.queue:5d}/{s.feed_queue:4d}  "
                 f"outbox {s.outbox:4d}  "
-                f"alarms {s.alarms}"
-                + (f"  traced {s.traced_mb:6.1f} MB" if s.traced_mb is not None else ""),
+                f"alarms {s.alarms}  malloc used {s.malloc_used_mb} free {s.malloc_free_mb} MB"
+                f"  pyblocks {s.py_blocks / 1e6:.2f}M"
+                + (f"  traced {s.traced_mb:6.1f} MB" if s.traced_mb is not None else "")
+                + (
+                    f"  trimmed {s.rss_trimmed_mb:7.1f} MB ({s.trim_ms:.0f} ms)"
+                    if s.rss_trimmed_mb is not None
+                    else ""
+                ),
                 flush=True,
             )
             if a.tracemalloc and len(samples) == per_min:
@@ -452,8 +524,9 @@ def main() -> int:
                 return 1
     except KeyboardInterrupt:
         print("interrupted; summarising what ran")
-    else:
-        # Everything is delivered and evaluated; the pipeline and its state are still alive.
+    finally:
+        # Everything is delivered and evaluated (or the run was interrupted); the pipeline
+        # and its state are still alive.
         if a.tracemalloc:
             snap_last = tracemalloc.take_snapshot()
         if a.trim_probe:
@@ -464,7 +537,7 @@ def main() -> int:
             trim_probe["rss_after_trim_mb"] = round(rss_mb(), 1)
             if a.tracemalloc:
                 trim_probe["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 1e6, 1)
-    finally:
+
         source.stop()
         emb.runner.stop()
     wall = time.monotonic() - t0
@@ -552,6 +625,20 @@ def main() -> int:
         "RSS per minute (lowest sample of each minute, MB): "
         + " ".join(f"{m:.0f}" for m in _minute_floors(loaded, per_min))
     )
+    if loaded and loaded[0].malloc_used_mb is not None:
+        for f in ("malloc_used_mb", "malloc_free_mb"):
+            slope_f = _slope_mb_per_h(steady, per_min, f)
+            summary[f"{f[:-3]}_floor_slope_mb_per_h"] = round(slope_f, 1)
+        print(
+            "malloc in use, per minute (lowest, MB): "
+            + " ".join(f"{m:.0f}" for m in _minute_floors(loaded, per_min, "malloc_used_mb"))
+            + f" (slope {summary['malloc_used_floor_slope_mb_per_h']:+.1f} MB/h); free but "
+            "held: "
+            + " ".join(f"{m:.0f}" for m in _minute_floors(loaded, per_min, "malloc_free_mb"))
+            + f" (slope {summary['malloc_free_floor_slope_mb_per_h']:+.1f} MB/h); pymalloc "
+            "blocks in use (millions): "
+            + " ".join(f"{m / 1e6:.2f}" for m in _minute_floors(loaded, per_min, "py_blocks"))
+        )
     if trim_probe:
         summary["trim_probe"] = trim_probe
         print(
@@ -562,6 +649,19 @@ def main() -> int:
         )
     if snap_first is not None and snap_last is not None:
         _print_growth(snap_first, snap_last, 15)
+    if a.malloc_trim_s > 0:
+        trimmed = [s for s in loaded if s.rss_trimmed_mb is not None]
+        steady_t = trimmed[per_min:] or trimmed
+        summary["rss_trimmed_slope_mb_per_h"] = round(
+            _slope_mb_per_h(steady_t, per_min, "rss_trimmed_mb"), 1
+        )
+        summary["trim_ms_max"] = max((s.trim_ms or 0.0 for s in trimmed), default=0.0)
+        print(
+            f"with malloc_trim(0) every {a.malloc_trim_s:g} s: RSS right after it, per minute: "
+            + " ".join(f"{m:.0f}" for m in _minute_floors(trimmed, per_min, "rss_trimmed_mb"))
+            + f" MB, floor slope {summary['rss_trimmed_slope_mb_per_h']:+.1f} MB/h; "
+            f"the call took at most {summary['trim_ms_max']:.0f} ms"
+        )
     flat, bounded, verdict_lines = verdicts(loaded, per_min, emb.runner.cfg.queue_max)
     summary["memory_flat"], summary["lag_bounded"] = flat, bounded
     print()
