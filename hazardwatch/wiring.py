@@ -320,18 +320,32 @@ class TimeseriesFeed:
         self._last_ms = 0
         # For the enterprises' dynamic risk and online rate (written when the pipeline hands
         # over a RiskContext): when each point last reported, and the last day's firings.
-        self.last_seen: dict[str, int] = {}
         self.recent_alarms: collections.deque[Any] = collections.deque(maxlen=100_000)
-        # enterprise -> tag -> (the point's `reading` line up to its value, the point's key):
-        # nested so the loop below looks up the strings the reading carries (hashes cached)
-        # instead of building a key string for every reading.
-        self._prefixes: dict[str, dict[str, tuple[str, str]]] = {}
+        # enterprise -> tag -> [the point's `reading` line up to its value, the point's key,
+        # when it last reported]: nested so the loop below looks up the strings the reading
+        # carries (hashes cached) instead of building a key string for every reading, and
+        # keeps the last-seen time in the slot instead of a dict keyed by that string.
+        self._prefixes: dict[str, dict[str, list[Any]]] = {}
+        self._seen_before: dict[str, int] = {}  # last-seen times of the slots of a registry swap
+        self._registry_changed = False
         self._thread = threading.Thread(target=self._run, name="hw-timeseries", daemon=True)
         self._thread.start()
 
+    @property
+    def last_seen(self) -> dict[str, int]:
+        """Point key -> timestamp of its latest reading written (read on the feed's thread)."""
+        seen = dict(self._seen_before)
+        for by_tag in self._prefixes.values():
+            for _, key, ts in by_tag.values():
+                if ts > seen.get(key, -1):
+                    seen[key] = ts
+        return seen
+
     def set_registry(self, registry: Any) -> None:
+        # The cached prefixes are dropped by the feed's thread before its next batch (they
+        # hold the last-seen times, which a batch in flight is still updating).
         self.registry = registry
-        self._prefixes = {}
+        self._registry_changed = True
 
     def submit(self, outcome: BatchOutcome) -> None:
         try:
@@ -344,11 +358,13 @@ class TimeseriesFeed:
         from dashboards.series import alarm_rows, warning_rows
         from ingest.lineprotocol import reading_line
 
+        if self._registry_changed:
+            self._registry_changed = False
+            self._seen_before = self.last_seen
+            self._prefixes = {}
         reg = self.registry
         out: list[str] = []
         append = out.append
-        seen = self.last_seen
-        seen_get = seen.get
         prefixes = self._prefixes
         # This loop runs for every reading in the process (it was the largest CPU consumer
         # at 93,000 readings/s). A plain reading (finite float, no event, not back-filled)
@@ -369,7 +385,7 @@ class TimeseriesFeed:
                 p = reg.get(ent, r.tag)
                 if p is None:
                     continue
-                hit = by_tag[r.tag] = (_reading_prefix(p) + " value=", p.key)
+                hit = by_tag[r.tag] = [_reading_prefix(p) + " value=", p.key, -1]
             v = r.value
             if (
                 type(v) is float
@@ -384,9 +400,8 @@ class TimeseriesFeed:
                 append(f"{hit[0]}{v!r}{tail}")
             else:
                 append(reading_line(r, reg.get(ent, r.tag)))
-            key = hit[1]
-            if r.ts_ms > seen_get(key, -1):
-                seen[key] = r.ts_ms
+            if r.ts_ms > hit[2]:
+                hit[2] = r.ts_ms
         out.extend(row.line() for row in alarm_rows(outcome.alarms, reg))
         out.extend(row.line() for row in warning_rows(outcome.warnings, reg))
         self.recent_alarms.extend(a for a in outcome.alarms if str(a.state) == "firing")
