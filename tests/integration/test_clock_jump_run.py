@@ -169,3 +169,106 @@ def test_clock_step_raises_nothing_and_a_real_outage_still_fires(
         gws.close()
         run.terminate(10)
         receiver.stop()
+
+
+def test_a_correction_the_gateways_corroborate_is_adopted_and_readings_flow_again(
+    mosquitto, unique, tmp_path: Path
+):
+    """The host started 10 min behind (a board booting before NTP synchronised): every
+    reading is dead-lettered as from the future and the gateways look silent. NTP then steps
+    the clock right: three gateways' timestamps corroborate the step, the guarded clock adopts
+    it at once, readings are accepted again, and no offline/gateway alarm fires after it (the
+    600 s the clock moved forward at once must not look like 600 s of silence)."""
+    gateways = ("G1", "G2", "G3")
+    prefix, ent = f"hwca{unique}", f"E{unique[:5]}"
+    rows = [HEADER] + [
+        f"{ent},x,hazchem,d,{ent}-MH1,2,Z1,{gw},AT-{gw}{i},gas.NH3,mg/m3,0,100,,,,,{INTERVAL_S},,"
+        for gw in gateways
+        for i in (1, 2)
+    ]
+    (tmp_path / "registry.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    clock = ClockControl(tmp_path / "clock")
+    clock.jump(-600)  # from its start, the process's clock is 10 min behind the gateways'
+    receiver = PlatformReceiver(HMAC_SECRET).start()
+    port = free_port()
+    env = base_env(
+        {
+            "HW_MODE": "embedded",
+            "HW_MQTT__ENABLED": "true",
+            "HW_MQTT__HOST": mosquitto.host,
+            "HW_MQTT__PORT": str(mosquitto.port),
+            "HW_MQTT__USERNAME": mosquitto.username,
+            "HW_MQTT__PASSWORD": mosquitto.password,
+            "HW_MQTT__TOPIC_PREFIX": prefix,
+            "HW_MQTT__CLIENT_ID": f"hw-ca-{unique}",
+            "HW_MQTT__DEAD_LETTER_TOPIC": f"{prefix}/_deadletter",
+            "HW_RULES__REGISTRY": str(tmp_path / "registry.csv"),
+            "HW_STORAGE__DATA_DIR": str(tmp_path / "var"),
+            "HW_PLATFORM__URL": receiver.url,
+            "HW_PLATFORM__HMAC_SECRET": HMAC_SECRET,
+            "HW_METRICS__PORT": str(port),
+            "HW_API__PORT": str(free_port()),
+            **clock.env(),
+        }
+    )
+    log = tmp_path / "run.log"
+    run = Proc(["run"], env, log)
+    gws = Gateways(publisher_config(mosquitto, unique), prefix, ent, f"hw-ca-gw-{unique}")
+    gws.live = set(gateways)
+
+    def skew_rejects() -> float:
+        return sum(
+            v for k, v in metrics(port).items() if k.startswith("hw_rejects_total") and "skew" in k
+        )
+
+    try:
+        wait_for(
+            lambda: "hazardwatch embedded:" in log.read_text(errors="replace"),
+            60,
+            "the runner to subscribe",
+            [run],
+        )
+        gws.start()
+        wait_for(lambda: skew_rejects() >= 12, 30, "readings rejected as from the future", [run])
+        time.sleep(3 * INTERVAL_S + 2)  # blind: the gateways look silent, their alarms fire
+        m = metrics(port)
+        assert m.get("hw_readings_in_total", 0) == 0, m
+        # Never-seen points do not alarm on a fresh start; a restart would show the alarms
+        # of points heard before. Whatever the blind spell raised must clear below.
+        blind = quality_alarms(receiver)
+
+        clock.jump(600)  # NTP steps the host clock right
+        stepped_at = time.monotonic()
+        wait_for(
+            lambda: metrics(port).get("hw_clock_steps_adopted_total", 0) == 1,
+            20,
+            "the step to be adopted",
+            [run],
+        )
+        took = time.monotonic() - stepped_at
+        assert took < 10, took  # the next round of payloads from three gateways
+        text = log.read_text(errors="replace")
+        assert "system clock stepped +600" in text
+        assert "adopted the host clock step of +59" in text or "step of +600" in text, text
+        assert "3 gateways corroborate" in text
+        rejects_then = skew_rejects()
+        in_then = metrics(port).get("hw_readings_in_total", 0)
+        n_notes = len(receiver.accepted)
+        time.sleep(3 * INTERVAL_S + 4)  # past every timeout on the adopted time
+        m = metrics(port)
+        assert m["hw_readings_in_total"] >= in_then + 3 * 2 * 8, m  # accepted, all of them
+        assert skew_rejects() <= rejects_then + 6, m  # at most the round in flight
+        assert abs(m["hw_clock_offset_ms"]) < 1000 and m["hw_clock_steps_total"] == 1, m
+        after = [
+            (a.doc["alarm"]["kind"], a.doc["alarm"]["tag"], a.doc["alarm"]["state"])
+            for a in list(receiver.accepted)[n_notes:]
+            if a.doc.get("subject_kind") == "alarm"
+            and a.doc["alarm"]["kind"] in ("offline", "gateway")
+        ]
+        assert all(state != "firing" for _, _, state in after), after  # no new alarm
+        cleared = {(k, t) for k, t, s in after}
+        assert {(k, t) for k, t, _ in blind} <= cleared, (blind, after)  # all cleared
+    finally:
+        gws.close()
+        run.terminate(10)
+        receiver.stop()
