@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 class LineWriter(Protocol):
     def write_lines(self, lines: Iterable[str]) -> None: ...
     def flush(self, timeout_s: float = ...) -> bool: ...
+    def persist(self, timeout_s: float = ...) -> bool: ...
     def close(self) -> None: ...
     def stats(self) -> dict[str, int | str | bool]: ...
 
@@ -290,6 +291,11 @@ class InfluxWriter:
         self._drop_logged_at: float | None = None
         self._drops_unlogged = 0
         self._sending = False
+        # Lines handed in so far, and those taken out of memory and not yet sent or spilled:
+        # lines leave memory oldest first, so every line before `taken - buffered - inflight`
+        # is done with (written, rejected, spilled or dropped), which `persist` waits for.
+        self._taken = 0
+        self._inflight = 0
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
         self._thread.start()
@@ -302,7 +308,9 @@ class InfluxWriter:
         with self._lock:
             if self._closed:
                 raise RuntimeError("InfluxWriter is closed")
+            before = len(self._buf)
             self._buf.extend(lines)
+            self._taken += len(self._buf) - before
             dropped = self._trim_locked()
             n = len(self._buf)
         if dropped:
@@ -352,6 +360,51 @@ class InfluxWriter:
                 self._wake.set()
                 self._idle.wait(min(left, 0.05))
         return True
+
+    def persist(self, timeout_s: float = 2.0) -> bool:
+        """Whether everything handed in before the call is in InfluxDB or in a spill file
+        (on disk: survives a kill of this process), waiting up to `timeout_s`. The writer
+        thread gets the first part of the time to send as usual; after that (InfluxDB down or
+        slow), this thread moves the lines still in memory to the spill itself. False when
+        the spill folder refuses them (full disk: they stay in memory, nothing is lost) or a
+        request holding some of them has not finished in time. Dropped lines (memory full
+        and the spill refusing) count as done: they are counted and logged where dropped."""
+        start = time.monotonic()
+        deadline = start + timeout_s
+        grace = start + min(timeout_s / 2, max(0.2, self.config.flush_interval_ms / 1000))
+        with self._lock:
+            target = self._taken
+        self._wake.set()
+        while True:
+            with self._lock:
+                done = self._taken - len(self._buf) - self._inflight
+                if done >= target:
+                    return True
+                now = time.monotonic()
+                if now >= deadline:
+                    return False
+                batch: list[str] = []
+                down = self._clock() < self._down_until
+                if now >= grace or down:
+                    # the oldest lines in memory up to the target (an in-flight batch ahead of
+                    # them is the writer thread's: it sends or spills it)
+                    n = min(target - done - self._inflight, len(self._buf), self.config.batch_size)
+                    if n > 0:
+                        batch = [self._buf.popleft() for _ in range(n)]
+                        self._inflight += n
+                if not batch:
+                    self._idle.wait(min(deadline - now, 0.02))
+                    continue
+            if self._spill_batch(batch):
+                with self._lock:
+                    self._inflight -= len(batch)
+                    self._idle.notify_all()
+            else:
+                self._put_back(batch)
+                # refused (full disk): the writer thread keeps retrying every spill_retry_s;
+                # InfluxDB may still take them before the deadline
+                with self._lock:
+                    self._idle.wait(max(0.0, min(deadline - time.monotonic(), 0.05)))
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Try to write what is buffered for up to `timeout_s`; spill the rest to disk (it is
@@ -429,6 +482,7 @@ class InfluxWriter:
         """Lines that could be neither sent nor spilled go back in front: order is kept."""
         with self._lock:
             self._buf.extendleft(reversed(batch))
+            self._inflight -= len(batch)
             dropped = self._trim_locked()
         if dropped:
             self._log_dropped(dropped)
@@ -448,9 +502,12 @@ class InfluxWriter:
                 if n <= 0 or (self._closed and not down):
                     return
                 batch = [self._buf.popleft() for _ in range(n)]
+                self._inflight += n
             if not self._spill_batch(batch):
                 self._put_back(batch)
                 return
+            with self._lock:
+                self._inflight -= n
 
     def _run(self) -> None:
         interval = self.config.flush_interval_ms / 1000
@@ -485,6 +542,7 @@ class InfluxWriter:
                     if n == 0:
                         return
                     batch = [self._buf.popleft() for _ in range(n)]
+                    self._inflight += n
                 self._sending = True
             try:
                 if item is not None:
@@ -496,10 +554,19 @@ class InfluxWriter:
                             self._counts["replayed"] += len(lines)
                     else:
                         return
-                elif not self._try_send(batch):
-                    if not self._spill_batch(batch):
+                else:
+                    try:
+                        sent = self._try_send(batch)
+                    except Exception:
+                        self._put_back(batch)  # a sender error outside our tree: keep them
+                        raise
+                    if sent or self._spill_batch(batch):
+                        with self._lock:
+                            self._inflight -= len(batch)
+                    else:
                         self._put_back(batch)
-                    return
+                    if not sent:
+                        return
             finally:
                 with self._lock:
                     self._sending = False
@@ -635,6 +702,11 @@ class LineProtocolFileWriter:
             if self._f is not None:
                 self._f.flush()
         return True
+
+    def persist(self, timeout_s: float = 2.0) -> bool:
+        """Everything written so far is in the file (handed to the OS: survives a kill of
+        this process, as the InfluxWriter's spill files do)."""
+        return self.flush(timeout_s)
 
     def close(self) -> None:
         with self._lock:
