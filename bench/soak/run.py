@@ -44,6 +44,7 @@ from pathlib import Path
 from alerts.model import Notification, Verdict
 from hazardwatch.runner import RawMessage, wall_ms
 from hazardwatch.settings import load_settings
+from hazardwatch.sim import incidents as sim_incidents
 from hazardwatch.sim.city import generate_registry
 from hazardwatch.sim.incidents import ALL_KINDS, DEFAULT_DURATION_MS, IncidentKind, NoSubject
 from hazardwatch.sim.simulation import Simulation
@@ -310,6 +311,21 @@ def _minute_floors(samples: list[Sample], per_min: int, f: str = "rss_mb") -> li
     ]
 
 
+def _cache_incident_subjects() -> None:
+    """Memoise the simulator's incident subject search per registry and kind (the soak
+    injects dozens of incidents into one registry)."""
+    search = sim_incidents.candidates
+    found: dict[tuple[int, object], object] = {}
+
+    def cached(model, kind):
+        key = (id(model.registry), kind)
+        if key not in found:
+            found[key] = search(model, kind)
+        return found[key]
+
+    sim_incidents.candidates = cached
+
+
 def _inject_incidents(sim: Simulation, start_ms: int, end_ms: int, every_s: float) -> int:
     """One incident every `every_s` seconds, rotating through the kinds, so the rules, the
     warning model, the alerts service and the outbox carry load all along (injected up front:
@@ -422,8 +438,15 @@ def main() -> int:
         window.observe(n_readings, lag_ms)
 
     emb.metrics.observe_batch = observe_batch  # the pipeline calls it per batch
-    # Simulated time is wall-clock time, from a whole second just after the setup (incident
-    # injection takes a few seconds on a large registry).
+    # Simulated time is wall-clock time, from a whole second just after the setup. Offline
+    # timers compare reading times with the wall clock, so a feed starting more than a
+    # gateway timeout (15 s) late would look offline all along: finding incident subjects
+    # scans the registry (28 scans took over a minute on the loaded machine), so they are
+    # found once, in a dry run, before the start time is chosen.
+    _cache_incident_subjects()
+    dry = Simulation(registry, seed=a.seed, start_ms=wall_ms(), chunk_ms=60_000)
+    _inject_incidents(dry, dry.start_ms, dry.start_ms + int(a.minutes * 60_000), a.incident_every_s)
+    del dry
     gc.collect()
     start_ms = (wall_ms() // 1000 + 5 + len(registry) // 20_000) * 1000
     end_ms = start_ms + int(a.minutes * 60_000)
@@ -446,6 +469,7 @@ def main() -> int:
     # A large setup may pass the planned start: readings then arrive that much older than
     # their time stamps (a constant offset, not lag; it is subtracted from "behind").
     source.late_ms = max(0, wall_ms() - start_ms)
+    print(f"feed starts {source.late_ms} ms late (offline timeouts start at 15 s)", flush=True)
 
     # The pipeline was built (start_ms = its build time) before the simulator and the
     # incidents were set up; `hazardwatch run` starts right after building. Offline timers
@@ -461,6 +485,22 @@ def main() -> int:
         # From the start of the load, not of the setup: tracing the setup's millions of
         # allocations (rules for every point) takes minutes and only growth matters here.
         tracemalloc.start(a.tracemalloc_frames)
+    last_sample = [time.monotonic()]
+
+    def watchdog() -> None:
+        # The sampler blocks too when the evaluator holds the alerts store (an alarm storm
+        # in one batch): say so once, with every thread's stack, instead of going silent.
+        while not source.done.wait(10):
+            if time.monotonic() - last_sample[0] > 6 * a.sample_s + 30:
+                print(
+                    f"\nno sample for {time.monotonic() - last_sample[0]:.0f} s: the run is "
+                    "stalled; every thread's stack:",
+                    flush=True,
+                )
+                faulthandler.dump_traceback(all_threads=True)
+                return
+
+    threading.Thread(target=watchdog, name="soak-watchdog", daemon=True).start()
     emb.runner.start()
     t0 = time.monotonic()
     next_t = t0 + a.sample_s
@@ -501,6 +541,7 @@ def main() -> int:
                 s.trim_ms = round((time.perf_counter() - t_trim) * 1000, 1)
                 s.rss_trimmed_mb = round(rss_mb(), 1)
             samples.append(s)
+            last_sample[0] = time.monotonic()
             print(
                 f"  {s.t_s:7.0f} s  RSS {s.rss_mb:7.1f} MB  {s.readings_per_s:8,.0f} readings/s  "
                 f"lag p50 {s.lag_p50_ms:5.0f} p99 {s.lag_p99_ms:5.0f} max {s.lag_max_ms:6.0f} ms  "
