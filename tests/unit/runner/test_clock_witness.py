@@ -417,3 +417,43 @@ def test_runner_keeps_ticking_and_committing_after_the_clock_went_back(tmp_path)
         assert wait(lambda: alerts.ticks > ticks)
     finally:
         r.stop()
+
+
+def test_the_embedded_process_and_the_bridge_feed_the_process_clock(tmp_path):
+    from hazardwatch.clock import CLOCK
+    from hazardwatch.settings import load_settings
+    from hazardwatch.wiring import BridgeProcess, build_embedded
+
+    from .test_runner_real_cores import REG
+
+    reg = tmp_path / "registry.csv"
+    reg.write_text(REG, encoding="utf-8")
+    s = load_settings(
+        environ={
+            "HW_RULES__REGISTRY": str(reg),
+            "HW_STORAGE__DATA_DIR": str(tmp_path / "var"),
+            "HW_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",  # never contacted here
+        }
+    )
+
+    class Idle:
+        def start(self, deliver):
+            pass
+
+        def stop(self):
+            pass
+
+    emb = build_embedded(s, source=Idle(), metrics_port=0)
+    emb.runner.start()
+    try:
+        assert emb.pipeline.stages.normalizer.witness == CLOCK.witness
+    finally:
+        emb.runner.stop()
+    own = build_embedded(s, source=Idle(), metrics_port=0, clock=lambda: 0)
+    own.runner.start()
+    try:  # a test's own clock: nothing to feed
+        assert own.pipeline.stages.normalizer.witness is None
+    finally:
+        own.runner.stop()
+    bridge = BridgeProcess(s)
+    assert bridge.bridge.normalizer.witness == CLOCK.witness
