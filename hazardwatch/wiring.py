@@ -328,6 +328,11 @@ class TimeseriesFeed:
         self._prefixes: dict[str, dict[str, list[Any]]] = {}
         self._seen_before: dict[str, int] = {}  # last-seen times of the slots of a registry swap
         self._registry_changed = False
+        # Batches put on the queue (by the submitting thread) and handed to the writer (by the
+        # feed's thread), for `sync`.
+        self._submitted = 0
+        self._handed = 0
+        self._handed_cv = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="hw-timeseries", daemon=True)
         self._thread.start()
 
@@ -353,6 +358,25 @@ class TimeseriesFeed:
         except queue.Full:
             self.dropped += len(outcome.readings) + len(outcome.alarms) + len(outcome.warnings)
             self.metrics.timeseries_dropped.set(self.dropped)
+        else:
+            self._submitted += 1
+
+    def sync(self, timeout_s: float = 2.0) -> bool:
+        """Whether every batch submitted before the call is durable: handed to the writer and
+        in InfluxDB or a spill file (the writer's `persist`), within `timeout_s`. Blocks: call
+        it from a thread, never the event loop. A batch dropped by a full queue is counted
+        (`dropped`, the pipeline row's influx_dropped), not reported here."""
+        deadline = time.monotonic() + timeout_s
+        with self._handed_cv:
+            target = self._submitted
+            while self._handed < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._handed_cv.wait(left)
+        left = max(0.0, deadline - time.monotonic())
+        persist = getattr(self.writer, "persist", None)
+        return bool(persist(left) if persist is not None else self.writer.flush(left))
 
     def lines(self, outcome: BatchOutcome) -> list[str]:
         from dashboards.series import alarm_rows, warning_rows
@@ -480,9 +504,15 @@ class TimeseriesFeed:
                 return
             try:
                 if item is not ...:
-                    lines = self.lines(item)
-                    if lines:
-                        self.writer.write_lines(lines)
+                    try:
+                        lines = self.lines(item)
+                        if lines:
+                            self.writer.write_lines(lines)
+                    finally:
+                        # a batch that failed counts as handed too: `sync` must not wait on it
+                        with self._handed_cv:
+                            self._handed += 1
+                            self._handed_cv.notify_all()
                 if time.monotonic() >= next_pipeline:
                     next_pipeline = time.monotonic() + self._every
                     self.writer.write_lines(self.pipeline_lines(self.clock()))
