@@ -1,6 +1,7 @@
-"""The process's wall clock for the live pipeline: a guarded clock that never steps. It
-advances with elapsed time and follows the system wall clock only at a bounded slew rate, so
-an NTP step or an operator's `date -s` cannot flood or stall alarms.
+"""The process's wall clock for the live pipeline: a guarded clock that steps only when the
+gateways' timestamps corroborate the step. Otherwise it advances with elapsed time and
+follows the system wall clock at a bounded slew rate, so an NTP step or an operator's
+`date -s` cannot flood or stall alarms.
 
 Why (measured with tests/faults/env.py ClockControl on `hazardwatch run`, before this module):
 "now" is compared with the gateways' own timestamps. A +10 min step of the host's clock made
@@ -37,10 +38,12 @@ by its hypervisor and stepped on resume, a board without RTC starting at 1970), 
 would leave this clock behind (readings dead-lettered as `clock_skew`, then offline alarms)
 or ahead (every on-time reading a late back-fill, every point looking silent) for hours. So
 while a step is held (|system - guarded| >= `step_ms`), the gateways' own timestamps are the
-evidence: `witness(enterprise, gateway, ts_ms, received_ms)` is fed one payload's event time and its
-receive time on this clock. It votes FOR the step when `ts` agrees with the system clock at
-receipt (within `tolerance_ms`) and not with this one, AGAINST when it agrees with this one,
-and abstains otherwise (a gateway that is itself wrong, or a backlog). Only each gateway's
+evidence: `witness(enterprise, gateway, ts_ms, received_ms)` is fed one payload's event
+time and its receive time on this clock (by the normaliser in `run` and `bridge`, by the
+readings records in each `worker`: every process weighs what it sees, for its own clock).
+A payload votes FOR the step when `ts` agrees with the system clock at receipt (within
+`tolerance_ms`) and not with this one, AGAINST when it agrees with this one, and abstains
+otherwise (a gateway that is itself wrong, or a backlog). Only each gateway's
 latest vote within `window_ms` counts, and at most one per gateway per second. When at least
 `min_gateways` distinct gateways vote for it (or, once the step has been held a whole
 window, every gateway heard in it, if fewer were heard) and they are at least two thirds of
@@ -56,9 +59,9 @@ shelve expiry, on-delays armed on receive times) fall due up to the step later t
 (and, after a forward adoption, up to the step earlier: at once). The engine's offline and
 gateway timers run on the gateways' event times, which were right all along, so they become
 right again. Loops that pace themselves by the difference of successive readings (the
-embedded runner's tick, commit and alerts-tick timing) treat a reading earlier than the last
-one as "due now" rather than waiting out the step. Without witnesses (nothing fed) the clock
-never goes back.
+embedded runner's tick, commit and alerts-tick timing, the worker's engine tick) treat a
+reading earlier than the last one as "due now" rather than waiting out the step. Without
+witnesses (nothing fed) the clock never goes back.
 """
 
 from __future__ import annotations
