@@ -457,3 +457,24 @@ def test_the_embedded_process_and_the_bridge_feed_the_process_clock(tmp_path):
         own.runner.stop()
     bridge = BridgeProcess(s)
     assert bridge.bridge.normalizer.witness == CLOCK.witness
+
+
+def test_the_worker_engine_tick_runs_right_after_the_clock_went_back(tmp_path):
+    from hazardwatch.faust_app import LiveStates
+
+    from .test_runner_faust_core import PLAN_EB, T0, _core, _readings
+
+    core = _core(tmp_path)
+    live = LiveStates(core, lambda key: (None, None, None))
+    eng = core.engine("EB")
+    ticks: list[int] = []
+    orig = eng.tick
+    eng.tick = lambda s, now: (ticks.append(now), orig(s, now))[1]
+    (rs,) = _readings(core, "EB", PLAN_EB[:1])
+    live.process("EB", rs, T0 + 600_100)  # the worker's clock was 600 s ahead
+    live.tick("EB", T0 + 100_200)  # it adopted the -600 s step: the tick is due, not in 600 s
+    assert ticks == [T0 + 100_200]
+    live.tick("EB", T0 + 100_700)
+    assert ticks == [T0 + 100_200]  # and paces itself as before from there
+    live.tick("EB", T0 + 101_300)
+    assert ticks == [T0 + 100_200, T0 + 101_300]
