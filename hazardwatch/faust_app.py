@@ -12,10 +12,11 @@ without Kafka), send. A 1 s timer ticks the enterprises of the partitions this w
 offline and on-delay timers fire without data. Why restarts are safe: the state is kept in
 memory and written to the tables every `FLUSH_INTERVAL_S`; transitions are ACKED by Kafka
 before a write of the state that follows from them, and a readings record is acknowledged
-(its offset committable) only after a write of a state that includes it. A crash therefore
-re-reads records whose effects are either not in the tables (re-applied: same deterministic
-alarm ids; the alerts service ignores what it has) or in them with the record's offset
-(skipped, see `LiveStates.includes`).
+(its offset committable) only after a write of a state that includes it and once its readings
+are in InfluxDB or a spill file (`TimeseriesFeed.sync`). A crash therefore re-reads records
+whose effects are either not in the tables (re-applied: same deterministic alarm ids; the
+alerts service ignores what it has) or in them with the record's offset (not evaluated again,
+see `LiveStates.includes`, but their readings are written again: the same points).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ WORKER_ID_ENV = "HAZARDWATCH_WORKER_ID"  # not HW_*: it names a process, it is n
 #: written to its table (changelog) and the readings records it includes are acknowledged.
 #: Longer writes less; a crash re-processes up to this much more (harmless, see `flush`).
 FLUSH_INTERVAL_S = 0.5
+#: How long one round of acknowledgements waits for its readings to be durable in the
+#: time-series path (InfluxDB, else spill files) before it is retried with the next round.
+SYNC_TIMEOUT_S = 2.0
 
 
 class Transition(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -479,6 +483,11 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
     lock = asyncio.Lock()
     started_ms = wall_ms()
     unacked: list[Any] = []  # readings records whose effects are in memory, not in a table yet
+    # Records whose states are in the tables, waiting for their readings to be durable in the
+    # time-series path before they are acknowledged: (round number, records), oldest first.
+    durable_wait: list[tuple[int, list[Any]]] = []
+    rounds = [0]
+    acker_wake = asyncio.Event()
     flushed_at = [time.monotonic()]
     generation = [0]  # bumped when partitions are revoked
 
@@ -508,30 +517,72 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             metrics.observe_warning(str(w.colour), str(w.state))
 
     async def flush() -> None:
-        """Write every changed enterprise state to the tables, then acknowledge the readings
-        records those states include. Why no record is lost: Faust commits only acknowledged
-        offsets and flushes its producer (the changelog writes) before committing, so a
-        committed offset never runs ahead of the changelog. A crash re-processes the records
-        after the commit on the last flushed state; alarm ids are deterministic, so what was
-        already sent is sent again under the same ids and dropped downstream. Caller holds
-        the lock."""
+        """Write every changed enterprise state to the tables, then hand the readings records
+        those states include to `acknowledger`, which acknowledges them once their readings
+        are durable in the time-series path. Why no record is lost: Faust commits only
+        acknowledged offsets and flushes its producer (the changelog writes) before
+        committing, so a committed offset never runs ahead of the changelog, nor (the wait)
+        of InfluxDB and the spill. A crash re-processes the records after the commit on the
+        last flushed state; alarm ids are deterministic, so what was already sent is sent
+        again under the same ids and dropped downstream. Caller holds the lock."""
         for key, est, wst, applied in live().take_dirty():
             engine_table[key] = est
             warning_table[key] = wst
             applied_table[key] = applied
-        stream = holder.get("rules_stream")
-        if stream is not None and unacked:
-            for event in unacked:
-                await stream.ack(event)
-            unacked.clear()
+        if holder.get("rules_stream") is not None and unacked:
+            rounds[0] += 1
+            durable_wait.append((rounds[0], list(unacked)))
+            task = holder.get("acker")
+            if task is None or task.done():
+                holder["acker"] = asyncio.ensure_future(acknowledger())
+            acker_wake.set()
+        unacked.clear()
+        flushed_at[0] = time.monotonic()
+
+    async def acknowledger() -> None:
+        """Acknowledges the flushed rounds, in order, once the time-series feed says the
+        readings submitted up to them are in InfluxDB or a spill file (a kill -9 then loses
+        none of them). The wait runs in a thread without the agent lock: InfluxDB being down
+        or slow never delays alarms, it only holds back offset commits. A round whose wait
+        fails stays and is retried with the next one (its records, re-read after a crash,
+        are harmless); a rebalance drops the rounds of the revoked generation."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not durable_wait:
+                await acker_wake.wait()
+                acker_wake.clear()
+                continue
+            # every round up to here was submitted to the feed before this call
+            upto = durable_wait[-1][0]
+            try:
+                ok = await loop.run_in_executor(None, feed().sync, SYNC_TIMEOUT_S)
+            except Exception:
+                log.exception("time-series sync failed; acknowledgements wait")
+                ok = False
+            if not ok:
+                # not durable yet (InfluxDB down on a full spill disk, a hanging request):
+                # try again shortly, with whatever was flushed meanwhile
+                acker_wake.clear()
+                try:
+                    await asyncio.wait_for(acker_wake.wait(), FLUSH_INTERVAL_S)
+                except TimeoutError:
+                    pass
+                continue
+            async with lock:
+                stream = holder.get("rules_stream")
+                done = [r for r in durable_wait if r[0] <= upto]
+                del durable_wait[: len(done)]
+                if stream is None or not done:
+                    continue
+                for _, events in done:
+                    for event in events:
+                        await stream.ack(event)
             # commit now rather than on Faust's 1 s cadence (records re-read after a crash are
-            # skipped, but still read), in the background: the lock is not held for the
-            # round trip, and Faust runs one commit at a time
+            # not evaluated, but still read), in the background: Faust runs one commit at a
+            # time
             prev = holder.get("commit")
             if prev is None or prev.done():
                 holder["commit"] = asyncio.ensure_future(app.consumer.commit())
-        unacked.clear()
-        flushed_at[0] = time.monotonic()
 
     @app.agent(readings, name="rules")
     async def rules_agent(stream: Any) -> None:
@@ -578,9 +629,15 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             last: tuple[int, int] | None = None
             for event in evs:
                 msg = event.message
-                if ls.includes(ent, msg.partition, msg.offset, now, seen):
-                    continue  # consumed again after a crash or rebalance: already applied
                 control = dict(event.headers or {}).get(CONTROL_HEADER)
+                if ls.includes(ent, msg.partition, msg.offset, now, seen):
+                    # Consumed again after a crash or rebalance: already applied to the state,
+                    # but its readings may not have reached InfluxDB before the crash (they
+                    # are acknowledged only once durable there): write them again (the same
+                    # points: InfluxDB keeps one per series and timestamp).
+                    if control is None:
+                        all_readings.extend(decode_readings(event.value))
+                    continue
                 if control is None:
                     rs = decode_readings(event.value)
                     if rs and CLOCK.held:
@@ -671,6 +728,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         async with lock:
             generation[0] += 1
             unacked.clear()
+            durable_wait.clear()  # never acknowledged: the next owner re-reads them
             if "live" in holder:
                 holder["live"].forget()
 
