@@ -272,3 +272,70 @@ def test_a_correction_the_gateways_corroborate_is_adopted_and_readings_flow_agai
         gws.close()
         run.terminate(10)
         receiver.stop()
+
+
+@pytest.mark.e2e
+def test_distributed_bridge_and_worker_each_adopt_a_corroborated_correction(
+    mosquitto, kafka_bootstrap, unique, tmp_path: Path
+):
+    """The same correction in distributed mode: the bridge (whose receive times decide what is
+    from the future) and the worker (whose clock runs the timers) each weigh the gateways'
+    timestamps they see and adopt the step; readings reach the worker again, and no quality
+    alarm fires after the adoption."""
+    from tests.e2e.test_runner_distributed_e2e import Distributed, ready_count
+
+    gateways = ("G1", "G2", "G3")
+    ent = f"E{unique[:5]}"
+    rows = [HEADER] + [
+        f"{ent},x,hazchem,d,{ent}-MH1,2,Z1,{gw},AT-{gw}{i},gas.NH3,mg/m3,0,100,,,,,{INTERVAL_S},,"
+        for gw in gateways
+        for i in (1, 2)
+    ]
+    registry = tmp_path / "registry.csv"
+    registry.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    clock = ClockControl(tmp_path / "clock")
+    clock.jump(-600)  # bridge and worker start with the host's clock 10 min behind
+    receiver = PlatformReceiver(HMAC_SECRET).start()
+    d = Distributed(tmp_path, mosquitto, kafka_bootstrap, unique, registry, receiver)
+    d.env.update(clock.env())
+    port = free_port()
+    gws = Gateways(publisher_config(mosquitto, unique), f"hwd{unique}", ent, f"hw-cd-gw-{unique}")
+    gws.live = set(gateways)
+    try:
+        w = d.worker("w1", metrics_port=port)
+        wait_for(lambda: ready_count(w) >= 1, 120, "worker w1 ready", [w])
+        b = d.bridge()
+
+        def served() -> bool:
+            try:
+                return "hw_clock_steps_total" in metrics(port)
+            except httpx.HTTPError:
+                return False
+
+        wait_for(served, 60, "the worker's metrics", [w])
+        gws.start()
+        time.sleep(3)  # every payload is 600 s in the bridge's future: dead-lettered
+        assert metrics(port).get("hw_readings_in_total", 0) == 0
+
+        clock.jump(600)  # NTP steps the host clock right
+        wait_for(
+            lambda: all(
+                "3 gateways corroborate" in p.log.read_text(errors="replace") for p in (b, w)
+            ),
+            30,
+            "the bridge and the worker to adopt the step",
+            [b, w],
+        )
+        in_then = metrics(port).get("hw_readings_in_total", 0)
+        time.sleep(3 * INTERVAL_S + 4)
+        m = metrics(port)
+        assert m["hw_readings_in_total"] >= in_then + 3 * 2 * 8, m
+        assert m["hw_clock_steps_adopted_total"] == 1 and abs(m["hw_clock_offset_ms"]) < 1000, m
+        # What the blind spell raised (the worker's engine saw no readings) was refused by the
+        # platform then (its timestamps 600 s off); after the adoption only clearing follows.
+        after = quality_alarms(receiver)
+        assert all(state != "firing" for _, _, state in after), (after, w.output())
+    finally:
+        gws.close()
+        d.close()
+        receiver.stop()
