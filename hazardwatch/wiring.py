@@ -395,7 +395,8 @@ class TimeseriesFeed:
         # is written from the point's cached line prefix; anything else by `reading_line`,
         # which defines the format (a unit test holds the two equal). A gateway upload is
         # one enterprise and one timestamp, so both are carried over from the last reading.
-        ent = by_tag = None
+        ent: str | None = None
+        by_tag: dict[str, list[Any]] = {}
         ts = quality = -1
         tail = ""
         for r in outcome.readings:
