@@ -13,6 +13,13 @@ a success for `fallback_after_s` hands its traffic to its configured fallback ch
 A crash between a send and the commit of its result resends the same id after a restart:
 that is the at-least-once contract, and the receivers deduplicate by the key. One
 `deliver_due` runs at a time per outbox (a lock), normally in the runner's delivery thread.
+
+Held rows (`AlertStore.holding`, the distributed worker's notifications whose Kafka
+transitions are not committed yet) are never sent and keep the messages queued behind them
+about the same subject waiting; `release` makes them deliverable once the offsets are
+committed, `drop_unreleased` deletes those another worker took over. The one duplicate window
+left is a send in flight when its worker dies: its row stays pending and is sent again under
+the same key after the restart (a WeCom robot or a phone shows it twice).
 """
 
 from __future__ import annotations
@@ -192,6 +199,31 @@ class Outbox:
                 )
         return ids
 
+    def release(self, partition: int, below_offset: int) -> int:
+        """Make the rows held for inputs of `partition` before `below_offset` deliverable
+        (those offsets are committed); returns how many."""
+        return self.store.release_held(partition, below_offset)
+
+    def drop_unreleased(
+        self,
+        now_ms: int,
+        reason: str,
+        partition: int | None = None,
+        below_offset: int | None = None,
+    ) -> list[str]:
+        """Delete held rows (see `AlertStore.drop_unreleased`) and journal it per subject;
+        returns their ids."""
+        with self.store.transaction():
+            rows = self.store.drop_unreleased(partition, below_offset)
+            by_subject: dict[str, list[str]] = {}
+            for r in rows:
+                by_subject.setdefault(r.notification.subject_id, []).append(r.notification.id)
+            for subject_id, ids in by_subject.items():
+                self.journal.append(
+                    "notify.dropped", subject_id, {"ids": ids, "reason": reason}, now_ms
+                )
+        return [r.notification.id for r in rows]
+
     # -- delivery -------------------------------------------------------------------------
 
     def deliver_due(self, now_ms: int, channels: Mapping[str, Channel]) -> DeliveryReport:
@@ -210,12 +242,13 @@ class Outbox:
         seen: set[tuple[str, str, str]] = set()
         # Schedule from light rows; decode only the heads that are actionable now.
         index = self.store.outbox_index(("pending", "merged"))
-        for _seq, nid, chan_, rcpt, subj, state, not_before, next_at, attempts, created in index:
+        for row_ in index:
+            _seq, nid, chan_, rcpt, subj, state, not_before, next_at, attempts, created = row_[:10]
             k = (chan_, rcpt, subj)
             if k in seen:
                 continue  # an earlier message about this subject goes first
             seen.add(k)
-            if state != "pending" or not_before > now_ms:
+            if row_[10] or state != "pending" or not_before > now_ms:  # held: not released
                 continue
             if next_at > now_ms and not (attempts > 0 and now_ms - created >= dead_ms):
                 continue

@@ -5,6 +5,12 @@ transition, notification or journal record survives `kill -9` and power loss).
 One connection guarded by a re-entrant lock: the service thread and the outbox delivery
 thread share it, and a state change, its journal records and its outbox rows commit in one
 transaction (`with store.transaction():`). Query methods return frozen dataclasses.
+
+Outbox rows can be stored *held* (`holding(partition, offset)`): the distributed worker holds
+the notifications of a Kafka transition until that transition's offset is committed
+(`release_held`), and drops the held ones whose transitions someone else committed
+(`drop_unreleased`); see `hazardwatch/faust_app.py`. Rows stored outside `holding` (and every
+row of a file from before the column existed) are released.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from alerts.lifecycle import OPEN_PHASES, AlarmRecord, Phase, WarningRecord
 from alerts.model import Notification
 from alerts.suppression import Filing, Shelf
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Files of an older schema this code upgrades in place (see `_migrate`).
+_MIGRATES_FROM = {1}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,7 +68,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     not_before_ms INTEGER NOT NULL, next_attempt_ms INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, first_failure_ms INTEGER, last_error TEXT NOT NULL
     DEFAULT '', delivered_ms INTEGER, via_channel TEXT NOT NULL DEFAULT '',
-    digest_id TEXT NOT NULL DEFAULT '', data BLOB NOT NULL);
+    digest_id TEXT NOT NULL DEFAULT '', data BLOB NOT NULL,
+    held_partition INTEGER NOT NULL DEFAULT -1, held_offset INTEGER NOT NULL DEFAULT -1);
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, next_attempt_ms);
 CREATE INDEX IF NOT EXISTS outbox_subject ON outbox (subject_id);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -163,6 +172,8 @@ class AlertStore:
                 self._db.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
+            elif int(row[0]) in _MIGRATES_FROM:
+                self._migrate()
             elif int(row[0]) != SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.path}: alert store schema {row[0]}, this hazardwatch expects "
@@ -172,6 +183,23 @@ class AlertStore:
             raise StoreError(f"{self.path}: cannot open the alert store: {exc}") from None
         self._lock = threading.RLock()
         self._depth = 0
+        self._hold = threading.local()  # per thread: the delivery thread's rows are never held
+
+    def _migrate(self) -> None:
+        """Schema 1 -> 2: the outbox's held columns; existing rows get the default -1,
+        "released", so what an older version stored is delivered as before."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")  # one transaction: a crash leaves schema 1 or 2
+        try:
+            cols = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
+            for col in ("held_partition", "held_offset"):
+                if col not in cols:
+                    db.execute(f"ALTER TABLE outbox ADD COLUMN {col} INTEGER NOT NULL DEFAULT -1")
+            db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -551,7 +579,8 @@ class AlertStore:
             cur = db.execute(
                 "INSERT OR IGNORE INTO outbox (id, channel, recipient, subject_id,"
                 " enterprise_code, event_type, state, created_ms, not_before_ms,"
-                " next_attempt_ms, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " next_attempt_ms, data, held_partition, held_offset)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     n.id,
                     n.channel,
@@ -564,9 +593,63 @@ class AlertStore:
                     not_before_ms,
                     not_before_ms,
                     msgspec.json.encode(n),
+                    *getattr(self._hold, "at", (-1, -1)),
                 ),
             )
             return cur.rowcount == 1
+
+    @contextmanager
+    def holding(self, partition: int, offset: int) -> Iterator[None]:
+        """Rows this thread stores inside are held: not delivered until `release_held`
+        covers (partition, offset), the Kafka position of the input they follow from."""
+        if partition < 0 or offset < 0:
+            raise ValueError(
+                f"holding: partition and offset must be >= 0, got {partition}, {offset}"
+            )
+        prev = getattr(self._hold, "at", None)
+        self._hold.at = (partition, offset)
+        try:
+            yield
+        finally:
+            if prev is None:
+                del self._hold.at
+            else:
+                self._hold.at = prev
+
+    def release_held(self, partition: int, below_offset: int) -> int:
+        """Release the rows held for inputs of `partition` before `below_offset` (their
+        offsets are committed); returns how many."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE outbox SET held_partition=-1, held_offset=-1"
+                " WHERE held_partition=? AND held_offset<?",
+                (partition, below_offset),
+            )
+            return cur.rowcount
+
+    def drop_unreleased(
+        self, partition: int | None = None, below_offset: int | None = None
+    ) -> list[OutboxItem]:
+        """Delete held rows (all, or those of `partition`, optionally only before
+        `below_offset`); released rows are never touched. Returns the deleted rows."""
+        where, args = " WHERE held_partition>=0", []
+        if partition is not None:
+            where += " AND held_partition=?"
+            args.append(partition)
+        if below_offset is not None:
+            where += " AND held_offset<?"
+            args.append(below_offset)
+        with self.transaction() as db:
+            rows = db.execute(
+                f"SELECT {self._OUTBOX_COLS} FROM outbox{where} ORDER BY seq",  # noqa: S608
+                args,
+            ).fetchall()
+            db.execute(f"DELETE FROM outbox{where}", args)  # noqa: S608 - constant clauses
+        return [self._outbox_item(r) for r in rows]
+
+    def held_count(self) -> int:
+        """Rows held until their inputs' offsets are committed."""
+        return int(self._query("SELECT count(*) FROM outbox WHERE held_partition>=0")[0][0])
 
     def has_notification(self, notification_id: str) -> bool:
         return bool(self._query("SELECT 1 FROM outbox WHERE id=?", (notification_id,)))
@@ -607,19 +690,23 @@ class AlertStore:
     def outbox_index(self, states: Iterable[str]) -> list[tuple]:
         """Light rows for scheduling, in stored order, without decoding the messages:
         (seq, id, channel, recipient, subject_id, state, not_before_ms, next_attempt_ms,
-        attempts, created_ms)."""
+        attempts, created_ms, held) where held is 1 for a row not released yet."""
         args: list[Any] = []
         sql = (
             "SELECT seq, id, channel, recipient, subject_id, state, not_before_ms,"
-            " next_attempt_ms, attempts, created_ms FROM outbox WHERE 1"
+            " next_attempt_ms, attempts, created_ms, held_partition>=0 FROM outbox WHERE 1"
         )
         sql += _in("state", states, args)
         return self._query(sql + " ORDER BY seq", args)
 
     def outbox_depth(self) -> int:
-        """Notifications not yet delivered, dead or withdrawn (the runner's metric)."""
+        """Notifications not yet delivered, dead or withdrawn (the runner's metric); held
+        rows are not counted (they wait for a Kafka commit, not for a channel)."""
         return int(
-            self._query("SELECT count(*) FROM outbox WHERE state IN ('pending', 'merged')")[0][0]
+            self._query(
+                "SELECT count(*) FROM outbox WHERE state IN ('pending', 'merged')"
+                " AND held_partition<0"
+            )[0][0]
         )
 
     def update_outbox(self, notification_id: str, **cols: Any) -> None:
