@@ -313,3 +313,42 @@ def test_maintenance_of_an_installation_also_holds_its_warnings(service, store):
         if i.notification.event_type is EventType.RAISED
     ]
     assert "+8613900000001" in {i.notification.recipient for i in rows}  # 橙 reaches 主要负责人
+
+
+def test_an_offline_alarm_storm_builds_the_suppression_view_once(service, store, monkeypatch):
+    """Each event used to drop the cached view, so N offline alarms in a batch rebuilt it N
+    times from every active gateway/fault alarm: O(N^2), minutes for a large outage. The view
+    changes only with gateway/fault alarms, filings, shelves, the registry or a rollback."""
+    service.on_alarm(gateway(), T0)  # one inhibitor in the view
+    builds = []
+    real = store.list_alarms
+
+    def counting(*args, **kwargs):
+        if kwargs.get("kind") == ("gateway", "fault"):
+            builds.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "list_alarms", counting)
+    tags = ["AT-1", "AT-2", *(f"AT-{i}" for i in range(10, 45))]
+    with service.batch():
+        for i, tag in enumerate(tags):
+            service.on_alarm(offline(f"O{i}", tag), T0 + 1_000)
+    assert len(builds) <= 1, f"the view was rebuilt {len(builds)} times for {len(tags)} alarms"
+    # ...and it is still right: AT-1 and AT-2 (O0, O1) are on the outaged GW1 and inhibited;
+    # AT-10..AT-44 are on GW3 and are not
+    open_offline = store.list_alarms(enterprise="E001", open_only=True, kind="offline", limit=None)
+    assert {a.alarm_id for a in open_offline} == {f"O{i}" for i in range(len(tags))}
+    inhibited = {a.alarm_id for a in open_offline if a.suppressed}
+    assert inhibited == {"O0", "O1"}
+
+
+def test_a_rolled_back_batch_does_not_leave_its_gateway_alarm_in_the_view(service, store):
+    import pytest as _pytest
+
+    with _pytest.raises(RuntimeError), service.batch():
+        service.on_alarm(gateway(), T0)
+        raise RuntimeError("crash inside the batch")
+    assert store.get_alarm("G1") is None
+    notes = service.on_alarm(offline("O1", "AT-1"), T0 + 1_000)
+    assert store.get_alarm("O1").suppressed == ""  # no phantom inhibitor
+    assert notes is not None
