@@ -676,24 +676,96 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             if time.monotonic() - flushed_at[0] >= FLUSH_INTERVAL_S / 2:
                 await flush()
 
+    # Transitions partitions read since their last (re)assignment: reading starts at the
+    # committed offset, so the first transition read there tells where it is (alerts_agent).
+    alerts_seen: set[int] = set()
+
+    def release_committed() -> int:
+        """Make deliverable the held notifications whose transitions' offsets are committed
+        (by the alerts agent's commit or any other of Faust's) and wake the outbox."""
+        store = holder.get("store")
+        if store is None:
+            return 0
+        released = 0
+        committed = app.consumer._committed_offset  # Faust's own record, updated per commit
+        for tp in app.consumer.assignment():
+            # a partition not read since its assignment may hold rows another worker
+            # committed (and sent): the agent drops those first (see alerts_agent)
+            if tp.topic != k.alarms_topic or tp.partition not in alerts_seen:
+                continue
+            off = committed.get(tp)
+            if off is not None:
+                released += store.release_held(tp.partition, off)
+        wake = holder.get("outbox_wake")
+        if released and wake is not None:
+            wake.set()
+        return released
+
     @app.agent(transitions, name="alerts")
     async def alerts_agent(stream: Any) -> None:
         """Transitions in small batches, each batch one alerts-store transaction (one fsync)
-        rather than one per transition."""
-        async for events in stream.take_events(500, within=0.005):
+        rather than one per transition.
+
+        Each worker has its own alerts store and outbox, so a message must be sent by the
+        worker whose processing of its transition is committed, and only by it: otherwise a
+        worker killed after sending but before the commit, or restarted with messages still
+        retrying, sends what the partition's next owner sends again after re-reading the
+        transitions (a WeCom robot or a phone does not deduplicate). So the batch's
+        notifications are stored held (partition, offset), the batch is acknowledged and
+        committed, and only then released to the outbox. Held rows of earlier transitions
+        found when a partition is read again were committed by another worker, which sent
+        them: they are dropped; later ones are re-read now (the store skips the replayed
+        transitions) and released by this commit. Left: a send in flight at a kill is sent
+        again after the restart, and a kill between a commit and its release loses that
+        batch's messages (milliseconds; the outbox never saw them)."""
+        async for events in stream.noack_take(500, within=0.005):
             now = wall_ms()
             svc = alerts()
+            store = holder["store"]
+            upto: dict[Any, int] = {}  # tp -> offset to see committed before releasing
             with svc.batch():
                 for event in events:
+                    tp, off = event.message.tp, event.message.offset
+                    if tp.partition not in alerts_seen:
+                        alerts_seen.add(tp.partition)
+                        svc.outbox.drop_unreleased(
+                            now,
+                            f"transitions of partition {tp.partition} before offset {off} "
+                            "were committed by another worker",
+                            partition=tp.partition,
+                            below_offset=off,
+                        )
+                    upto[tp] = off + 1
                     ev = decode_transition(event.value)
-                    if isinstance(ev, AlarmEvent):
-                        svc.on_alarm(ev, now)
-                    else:
-                        warning_id_enterprise[ev.warning_id] = ev.enterprise_code
-                        svc.on_warning(ev, now)
-            wake = holder.get("outbox_wake")
-            if wake is not None:
-                wake.set()
+                    with store.holding(tp.partition, off):
+                        if isinstance(ev, AlarmEvent):
+                            svc.on_alarm(ev, now)
+                        else:
+                            warning_id_enterprise[ev.warning_id] = ev.enterprise_code
+                            svc.on_warning(ev, now)
+            for event in events:
+                await stream.ack(event)
+            # Commit now (Faust runs one commit at a time: a call during another's waits for
+            # it and may not include these offsets, hence the loop), bounded: if Kafka does
+            # not take it, `release_alerts` releases after a later commit.
+            committed = app.consumer._committed_offset
+            for _ in range(20):
+                await app.consumer.commit()
+                mine = app.consumer.assignment()
+                if all((committed.get(tp) or -1) >= o for tp, o in upto.items() if tp in mine):
+                    break
+                await asyncio.sleep(0.05)
+            release_committed()
+
+    @app.timer(1.0)
+    async def release_alerts() -> None:
+        # held rows whose commit the agent did not see (Kafka slow, or Faust's own cadence)
+        if holder.get("store") is not None and holder["store"].held_count():
+            release_committed()
+
+    @app.on_partitions_revoked.connect
+    async def _alerts_revoked(app_: Any, *args: Any, **kwargs: Any) -> None:
+        alerts_seen.clear()  # re-assigned or not, reading restarts at the committed offset
 
     def owned(c: EnterpriseCore) -> list[str]:
         mine = {
