@@ -679,6 +679,10 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
     # Transitions partitions read since their last (re)assignment: reading starts at the
     # committed offset, so the first transition read there tells where it is (alerts_agent).
     alerts_seen: set[int] = set()
+    # The newest offset this worker saw Faust commit per transitions partition. Faust forgets
+    # a partition's commits before the revocation signal, and rows a commit of ours covered
+    # are ours to send: left held, nobody would (the next owner reads after that commit).
+    our_commits: dict[int, int] = {}
 
     def release_committed() -> int:
         """Make deliverable the held notifications whose transitions' offsets are committed
@@ -688,6 +692,9 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             return 0
         released = 0
         committed = app.consumer._committed_offset  # Faust's own record, updated per commit
+        for tp, off in list(committed.items()):
+            if tp.topic == k.alarms_topic and off is not None:
+                our_commits[tp.partition] = off
         for tp in app.consumer.assignment():
             # a partition not read since its assignment may hold rows another worker
             # committed (and sent): the agent drops those first (see alerts_agent)
@@ -765,6 +772,13 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
 
     @app.on_partitions_revoked.connect
     async def _alerts_revoked(app_: Any, *args: Any, **kwargs: Any) -> None:
+        store = holder.get("store")
+        if store is not None:
+            released = sum(store.release_held(p, off) for p, off in our_commits.items())
+            wake = holder.get("outbox_wake")
+            if released and wake is not None:
+                wake.set()
+        our_commits.clear()
         alerts_seen.clear()  # re-assigned or not, reading restarts at the committed offset
 
     def owned(c: EnterpriseCore) -> list[str]:

@@ -103,10 +103,12 @@ def test_kill_9_of_the_bridge(faults_deployment, faults_stack):
 
 @pytest.mark.xfail(
     strict=False,  # a race: strict would turn CI red whenever the kill misses the window
-    reason="product defect in the Faust worker (hazardwatch/faust_app.py, alerts/outbox.py, "
-    "owned by the perf helpers), intermittent: in 2 of 5 runs the row did not balance -- "
-    "150 readings acknowledged to Kafka but never written to InfluxDB (all on the readings "
-    "topic), and in another run 2 WeCom/SMS messages of the killed worker never delivered.",
+    reason="open defect in the Faust worker's notification hand-over (hazardwatch/faust_app.py "
+    "alerts agent), intermittent: when the restarted worker takes a partition back seconds "
+    "after the other took it over, notifications held until a commit could stay unsent (12 "
+    "alarms / 36 messages in 1 of 3 runs at 12:2x; the loss of acknowledged readings is fixed "
+    "by ddd0001, and releasing on revocation what our own commits covered balanced the next "
+    "run). Which worker committed an offset is not recorded in Kafka yet.",
 )
 def test_kill_9_of_a_worker_then_restarted(faults_deployment, faults_stack):
     dep = faults_deployment
