@@ -90,6 +90,31 @@ def quality_alarms(receiver) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _embedded_env(mosquitto, prefix, client_id, tmp_path, receiver, metrics_port, clock):
+    """`hazardwatch run` (embedded) on the shared Mosquitto, with this test's registry, data
+    folder, platform receiver and libfaketime clock."""
+    return base_env(
+        {
+            "HW_MODE": "embedded",
+            "HW_MQTT__ENABLED": "true",
+            "HW_MQTT__HOST": mosquitto.host,
+            "HW_MQTT__PORT": str(mosquitto.port),
+            "HW_MQTT__USERNAME": mosquitto.username,
+            "HW_MQTT__PASSWORD": mosquitto.password,
+            "HW_MQTT__TOPIC_PREFIX": prefix,
+            "HW_MQTT__CLIENT_ID": client_id,
+            "HW_MQTT__DEAD_LETTER_TOPIC": f"{prefix}/_deadletter",
+            "HW_RULES__REGISTRY": str(tmp_path / "registry.csv"),
+            "HW_STORAGE__DATA_DIR": str(tmp_path / "var"),
+            "HW_PLATFORM__URL": receiver.url,
+            "HW_PLATFORM__HMAC_SECRET": HMAC_SECRET,
+            "HW_METRICS__PORT": str(metrics_port),
+            "HW_API__PORT": str(free_port()),
+            **clock.env(),
+        }
+    )
+
+
 @pytest.mark.parametrize("step_s", [600, -600], ids=["forward", "backward"])
 def test_clock_step_raises_nothing_and_a_real_outage_still_fires(
     step_s, mosquitto, unique, tmp_path: Path
@@ -105,26 +130,7 @@ def test_clock_step_raises_nothing_and_a_real_outage_still_fires(
     # The platform checks X-HW-Timestamp within 300 s of ITS clock, which did not step.
     receiver = PlatformReceiver(HMAC_SECRET).start()
     port = free_port()
-    env = base_env(
-        {
-            "HW_MODE": "embedded",
-            "HW_MQTT__ENABLED": "true",
-            "HW_MQTT__HOST": mosquitto.host,
-            "HW_MQTT__PORT": str(mosquitto.port),
-            "HW_MQTT__USERNAME": mosquitto.username,
-            "HW_MQTT__PASSWORD": mosquitto.password,
-            "HW_MQTT__TOPIC_PREFIX": prefix,
-            "HW_MQTT__CLIENT_ID": f"hw-cj-{unique}",
-            "HW_MQTT__DEAD_LETTER_TOPIC": f"{prefix}/_deadletter",
-            "HW_RULES__REGISTRY": str(tmp_path / "registry.csv"),
-            "HW_STORAGE__DATA_DIR": str(tmp_path / "var"),
-            "HW_PLATFORM__URL": receiver.url,
-            "HW_PLATFORM__HMAC_SECRET": HMAC_SECRET,
-            "HW_METRICS__PORT": str(port),
-            "HW_API__PORT": str(free_port()),
-            **clock.env(),
-        }
-    )
+    env = _embedded_env(mosquitto, prefix, f"hw-cj-{unique}", tmp_path, receiver, port, clock)
     log = tmp_path / "run.log"
     run = Proc(["run"], env, log)
     gws = Gateways(publisher_config(mosquitto, unique), prefix, ent, f"hw-cj-gw-{unique}")
@@ -191,26 +197,7 @@ def test_a_correction_the_gateways_corroborate_is_adopted_and_readings_flow_agai
     clock.jump(-600)  # from its start, the process's clock is 10 min behind the gateways'
     receiver = PlatformReceiver(HMAC_SECRET).start()
     port = free_port()
-    env = base_env(
-        {
-            "HW_MODE": "embedded",
-            "HW_MQTT__ENABLED": "true",
-            "HW_MQTT__HOST": mosquitto.host,
-            "HW_MQTT__PORT": str(mosquitto.port),
-            "HW_MQTT__USERNAME": mosquitto.username,
-            "HW_MQTT__PASSWORD": mosquitto.password,
-            "HW_MQTT__TOPIC_PREFIX": prefix,
-            "HW_MQTT__CLIENT_ID": f"hw-ca-{unique}",
-            "HW_MQTT__DEAD_LETTER_TOPIC": f"{prefix}/_deadletter",
-            "HW_RULES__REGISTRY": str(tmp_path / "registry.csv"),
-            "HW_STORAGE__DATA_DIR": str(tmp_path / "var"),
-            "HW_PLATFORM__URL": receiver.url,
-            "HW_PLATFORM__HMAC_SECRET": HMAC_SECRET,
-            "HW_METRICS__PORT": str(port),
-            "HW_API__PORT": str(free_port()),
-            **clock.env(),
-        }
-    )
+    env = _embedded_env(mosquitto, prefix, f"hw-ca-{unique}", tmp_path, receiver, port, clock)
     log = tmp_path / "run.log"
     run = Proc(["run"], env, log)
     gws = Gateways(publisher_config(mosquitto, unique), prefix, ent, f"hw-ca-gw-{unique}")
