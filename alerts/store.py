@@ -647,6 +647,47 @@ class AlertStore:
             db.execute(f"DELETE FROM outbox{where}", args)  # noqa: S608 - constant clauses
         return [self._outbox_item(r) for r in rows]
 
+    # -- commit intents: "this worker is about to commit offset O of partition p" -------------
+    # Written (durably) before the worker sends a Kafka offset commit carrying `token` in its
+    # metadata, removed once the outcome is known. One left behind by a kill -9 is resolved at
+    # the next start against the group's committed offset and its metadata (faust_app.py).
+
+    _INTENT = "commit-intent/"
+
+    def record_commit_intents(self, intents: dict[int, tuple[int, str]]) -> None:
+        """`{partition: (offset, token)}`: replaces the partitions' previous intents."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [(f"{self._INTENT}{p}", f"{o} {t}") for p, (o, t) in intents.items()],
+            )
+
+    def commit_intents(self) -> dict[int, tuple[int, str]]:
+        """The intents whose outcome is not known yet: `{partition: (offset, token)}`."""
+        out: dict[int, tuple[int, str]] = {}
+        for key, value in self._query(
+            "SELECT key, value FROM meta WHERE key LIKE ?", (self._INTENT + "%",)
+        ):
+            off, _, token = value.partition(" ")
+            out[int(key[len(self._INTENT) :])] = (int(off), token)
+        return out
+
+    def commit_landed(self, partition: int, offset: int) -> int:
+        """Offset `offset` of `partition` is committed by this worker: release the rows held
+        below it and forget the partition's intent, in one transaction. Returns how many rows
+        were released."""
+        with self.transaction() as db:
+            released = self.release_held(partition, offset)
+            db.execute("DELETE FROM meta WHERE key=?", (f"{self._INTENT}{partition}",))
+        return released
+
+    def forget_commit_intents(self, partitions: Iterable[int]) -> None:
+        """The commits were refused (or resolved): the intents no longer say anything."""
+        with self.transaction() as db:
+            db.executemany(
+                "DELETE FROM meta WHERE key=?", [(f"{self._INTENT}{p}",) for p in partitions]
+            )
+
     def held_count(self) -> int:
         """Rows held until their inputs' offsets are committed."""
         return int(self._query("SELECT count(*) FROM outbox WHERE held_partition>=0")[0][0])

@@ -83,6 +83,62 @@ def wall_ms() -> int:
 
 
 # ------------------------------------------------------------------------------------------------
+# Commit receipts: who committed a transitions offset.
+#
+# Each worker sends the notifications of the transitions whose offsets *it* committed, and only
+# those (see `alerts_agent`). The alerts agent commits its transitions offsets itself, with a
+# receipt in the commit's metadata: the worker, a token naming this commit, and the offset at
+# which the worker's reading of the partition began in its current assignment. A live worker
+# always learns whether its commit landed; a worker killed with a commit in flight finds the
+# commit's intent in its store at the next start and resolves it with `intent_outcome`.
+
+RECEIPT_VERSION = "hw1"
+
+
+def receipt(worker: str, token: str, start: int) -> str:
+    """Commit metadata: `hw1 <worker> <token> <start offset of this assignment>`."""
+    return f"{RECEIPT_VERSION} {worker.replace(' ', '_')} {token} {start}"
+
+
+def parse_receipt(metadata: str | None) -> tuple[str, str, int] | None:
+    """(worker, token, start) of a receipt, or None for metadata that is not one (a commit
+    by Faust itself, an older hazardwatch or a tool)."""
+    parts = (metadata or "").split(" ")
+    if len(parts) != 4 or parts[0] != RECEIPT_VERSION:
+        return None
+    try:
+        return parts[1], parts[2], int(parts[3])
+    except ValueError:
+        return None
+
+
+def intent_outcome(offset: int, token: str, committed: int | None, metadata: str | None) -> str:
+    """Did the commit of `offset` under `token`, whose outcome a kill -9 hid, land?
+
+    `committed`/`metadata` are the group's committed offset of the partition now. Committed
+    offsets of the transitions topic only move forward (every worker commits from where its
+    reading began, which is the committed offset at its assignment), so:
+
+    - nothing committed at or past `offset`: it did not land ("refused");
+    - the receipt is ours: it landed and is still the newest ("landed");
+    - another worker's receipt: if its reading began at or past `offset`, our commit had
+      landed before that worker was assigned the partition ("landed"); if it began before,
+      that worker read our transitions again and sent their messages ("refused");
+    - metadata that is no receipt: "unknown" (the caller releases: a possible duplicate
+      message is better than a lost alarm).
+    """
+    if committed is None or committed < offset:
+        return "refused"
+    rc = parse_receipt(metadata)
+    if rc is None:
+        return "unknown"
+    _, their_token, start = rc
+    if their_token == token:
+        return "landed"
+    return "landed" if start >= offset else "refused"
+
+
+# ------------------------------------------------------------------------------------------------
 # The pure core the agents call: per-enterprise engine and warning state as bytes.
 
 
@@ -676,37 +732,145 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             if time.monotonic() - flushed_at[0] >= FLUSH_INTERVAL_S / 2:
                 await flush()
 
-    # Transitions partitions read since their last (re)assignment: reading starts at the
-    # committed offset, so the first transition read there tells where it is (alerts_agent).
-    alerts_seen: set[int] = set()
-    # The newest offset this worker saw Faust commit per transitions partition. Faust forgets
-    # a partition's commits before the revocation signal, and rows a commit of ours covered
-    # are ours to send: left held, nobody would (the next owner reads after that commit).
-    our_commits: dict[int, int] = {}
+    # The alerts agent's own bookkeeping of the transitions partitions (Faust never commits
+    # them: their events are never acked to it). Per partition, in the current assignment:
+    alerts_start: dict[int, int] = {}  # the offset reading began at
+    alerts_pending: dict[int, int] = {}  # the offset to commit next (read, stored, held)
+    incarnation = os.urandom(6).hex()  # names this process's commits (receipt tokens)
+    commit_seq = [0]
+    commit_lock = asyncio.Lock()
 
-    def release_committed() -> int:
-        """Make deliverable the held notifications whose transitions' offsets are committed
-        (by the alerts agent's commit or any other of Faust's) and wake the outbox."""
-        store = holder.get("store")
-        if store is None:
-            return 0
-        released = 0
-        committed = app.consumer._committed_offset  # Faust's own record, updated per commit
-        for tp, off in list(committed.items()):
-            if tp.topic == k.alarms_topic and off is not None:
-                our_commits[tp.partition] = off
-        for tp in app.consumer.assignment():
-            # a partition not read since its assignment may hold rows another worker
-            # committed (and sent): the agent drops those first (see alerts_agent)
-            if tp.topic != k.alarms_topic or tp.partition not in alerts_seen:
+    async def fetch_committed(partitions: list[int]) -> dict[int, tuple[int | None, str]]:
+        """The group's committed offsets and metadata of transitions partitions, asked of the
+        group coordinator directly (works whoever owns them, and before this worker joins)."""
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.structs import TopicPartition
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=k.bootstrap_servers)
+        await admin.start()
+        try:
+            got = await admin.list_consumer_group_offsets(
+                app.conf.id, partitions=[TopicPartition(k.alarms_topic, p) for p in partitions]
+            )
+        finally:
+            await admin.close()
+        out: dict[int, tuple[int | None, str]] = {}
+        for tp, om in got.items():
+            off = om.offset if om.offset is not None and om.offset >= 0 else None
+            out[tp.partition] = (off, om.metadata or "")
+        return out
+
+    async def resolve_intents() -> None:
+        """Resolve the commit intents a previous incarnation (killed with a commit in flight)
+        left in the store: release the held messages of a commit that landed, forget the
+        rest (the transitions are read again, by this worker or another). Retries until
+        Kafka answers: before that, nothing of the transitions topic is read."""
+        store = holder["store"]
+        intents = store.commit_intents()
+        if not intents:
+            return
+        delay = 0.5
+        while True:
+            try:
+                committed = await fetch_committed(sorted(intents))
+                break
+            except Exception as exc:  # noqa: BLE001 - Kafka not there yet: wait, say so
+                log.warning("commit intents: cannot read the committed offsets yet (%s)", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        for p, (off, token) in sorted(intents.items()):
+            c_off, md = committed.get(p, (None, ""))
+            outcome = intent_outcome(off, token, c_off, md)
+            if outcome == "refused":
+                store.forget_commit_intents([p])
+                log.info(
+                    "transitions partition %s: the commit of %s before a restart did "
+                    "not land; its transitions are read again",
+                    p,
+                    off,
+                )
                 continue
-            off = committed.get(tp)
-            if off is not None:
-                released += store.release_held(tp.partition, off)
+            released = store.commit_landed(p, off)
+            if outcome == "unknown":
+                log.warning(
+                    "transitions partition %s: committed offset %s has no receipt "
+                    "(metadata %r); released %s held messages (at least once)",
+                    p,
+                    c_off,
+                    md[:80],
+                    released,
+                )
+            else:
+                log.info(
+                    "transitions partition %s: the commit of %s before a restart "
+                    "landed; released %s held messages",
+                    p,
+                    off,
+                    released,
+                )
         wake = holder.get("outbox_wake")
-        if released and wake is not None:
+        if wake is not None:
             wake.set()
-        return released
+
+    async def commit_alerts() -> None:
+        """Commit the transitions read, stored and held so far, with a receipt, and release
+        the messages held for them once Kafka confirms. A refused commit (the group
+        rebalanced: the partition is someone else's now) releases nothing: the next owner
+        reads those transitions again and sends their messages."""
+        from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+        from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+        async with commit_lock:
+            if not alerts_pending:
+                return
+            store = holder["store"]
+            commit_seq[0] += 1
+            token = f"{incarnation}.{commit_seq[0]}"
+            batch = dict(alerts_pending)
+            store.record_commit_intents({p: (o, token) for p, o in batch.items()})
+            thread = app.consumer._thread  # the aiokafka consumer runs in Faust's thread
+            offsets = {
+                TopicPartition(k.alarms_topic, p): OffsetAndMetadata(
+                    o, receipt(worker, token, alerts_start.get(p, o))
+                )
+                for p, o in batch.items()
+            }
+
+            async def in_thread() -> set[int]:
+                consumer = thread._ensure_consumer()
+                mine = {tp: om for tp, om in offsets.items() if tp in consumer.assignment()}
+                if mine:
+                    await consumer.commit(mine)
+                now = time.monotonic()  # Faust's "has not committed in a while" check
+                thread.tp_last_committed_at.update({tp: now for tp in mine})
+                return {tp.partition for tp in mine}
+
+            try:
+                landed = await thread.call_thread(in_thread)
+            except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+                landed = set()
+                log.info(
+                    "transitions commit of %s refused (%s); the next owner reads them again",
+                    batch,
+                    type(exc).__name__,
+                )
+            except BaseException:
+                # outcome unknown (shutdown, a broken connection): the intent stays and is
+                # resolved at the next start
+                for p, o in batch.items():
+                    if alerts_pending.get(p) == o:
+                        del alerts_pending[p]
+                raise
+            released = sum(store.commit_landed(p, batch[p]) for p in sorted(landed))
+            refused = [p for p in batch if p not in landed]
+            if refused:
+                store.forget_commit_intents(refused)
+            for p, o in batch.items():
+                if alerts_pending.get(p) == o:
+                    del alerts_pending[p]
+            wake = holder.get("outbox_wake")
+            if released and wake is not None:
+                wake.set()
 
     @app.agent(transitions, name="alerts")
     async def alerts_agent(stream: Any) -> None:
@@ -718,68 +882,60 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         worker killed after sending but before the commit, or restarted with messages still
         retrying, sends what the partition's next owner sends again after re-reading the
         transitions (a WeCom robot or a phone does not deduplicate). So the batch's
-        notifications are stored held (partition, offset), the batch is acknowledged and
-        committed, and only then released to the outbox. Held rows of earlier transitions
-        found when a partition is read again were committed by another worker, which sent
-        them: they are dropped; later ones are re-read now (the store skips the replayed
-        transitions) and released by this commit. Left: a send in flight at a kill is sent
-        again after the restart, and a kill between a commit and its release loses that
-        batch's messages (milliseconds; the outbox never saw them)."""
+        notifications are stored held (partition, offset), the agent commits the batch's
+        offsets itself with a receipt (`commit_alerts`), and only a commit Kafka confirmed
+        releases them to the outbox. Held rows below the offset a partition is read from
+        again were committed by another worker, which sent them: they are dropped. A kill -9
+        with a commit in flight is resolved at the next start (`resolve_intents`). Left: a
+        message in flight at a kill is sent again after the restart."""
+        alerts()
+        await resolve_intents()
         async for events in stream.noack_take(500, within=0.005):
             now = wall_ms()
             svc = alerts()
             store = holder["store"]
-            upto: dict[Any, int] = {}  # tp -> offset to see committed before releasing
+            assigned = app.consumer.assignment()
+            # the committed offset each partition was (re)assigned at (Faust's seek; Faust
+            # itself never commits these partitions: the agent does, without it)
+            at_assignment = app.consumer._committed_offset
             with svc.batch():
                 for event in events:
                     tp, off = event.message.tp, event.message.offset
-                    if tp.partition not in alerts_seen:
-                        alerts_seen.add(tp.partition)
+                    p, s = tp.partition, at_assignment.get(tp)
+                    if tp not in assigned or (s is not None and off < s):
+                        continue  # read before a rebalance: its partition's owner reads it again
+                    if p not in alerts_start:
+                        start = alerts_start[p] = s if s is not None else off
                         svc.outbox.drop_unreleased(
                             now,
-                            f"transitions of partition {tp.partition} before offset {off} "
+                            f"transitions of partition {p} before offset {start} "
                             "were committed by another worker",
-                            partition=tp.partition,
-                            below_offset=off,
+                            partition=p,
+                            below_offset=start,
                         )
-                    upto[tp] = off + 1
+                    alerts_pending[p] = off + 1
                     ev = decode_transition(event.value)
-                    with store.holding(tp.partition, off):
+                    with store.holding(p, off):
                         if isinstance(ev, AlarmEvent):
                             svc.on_alarm(ev, now)
                         else:
                             warning_id_enterprise[ev.warning_id] = ev.enterprise_code
                             svc.on_warning(ev, now)
-            for event in events:
-                await stream.ack(event)
-            # Commit now (Faust runs one commit at a time: a call during another's waits for
-            # it and may not include these offsets, hence the loop), bounded: if Kafka does
-            # not take it, `release_alerts` releases after a later commit.
-            committed = app.consumer._committed_offset
-            for _ in range(20):
-                await app.consumer.commit()
-                mine = app.consumer.assignment()
-                if all((committed.get(tp) or -1) >= o for tp, o in upto.items() if tp in mine):
-                    break
-                await asyncio.sleep(0.05)
-            release_committed()
+            # never acked to Faust: its own commits would overwrite the receipts
+            await commit_alerts()
 
     @app.timer(1.0)
-    async def release_alerts() -> None:
-        # held rows whose commit the agent did not see (Kafka slow, or Faust's own cadence)
-        if holder.get("store") is not None and holder["store"].held_count():
-            release_committed()
+    async def retry_alerts_commit() -> None:
+        # a batch whose commit failed without a rebalance (the coordinator moving, say)
+        if alerts_pending and not app.rebalancing:
+            await commit_alerts()
 
     @app.on_partitions_revoked.connect
     async def _alerts_revoked(app_: Any, *args: Any, **kwargs: Any) -> None:
-        store = holder.get("store")
-        if store is not None:
-            released = sum(store.release_held(p, off) for p, off in our_commits.items())
-            wake = holder.get("outbox_wake")
-            if released and wake is not None:
-                wake.set()
-        our_commits.clear()
-        alerts_seen.clear()  # re-assigned or not, reading restarts at the committed offset
+        # Reading restarts at the committed offset, re-assigned or not; what was read since
+        # the last commit is read again by the partition's next owner.
+        alerts_start.clear()
+        alerts_pending.clear()
 
     def owned(c: EnterpriseCore) -> list[str]:
         mine = {
