@@ -128,7 +128,10 @@ class _Spill:
             except OSError:
                 pass
         self._files: deque[Path] = deque(sorted(folder.glob("spill-*.lp")))
-        self.bytes = sum(f.stat().st_size for f in self._files)
+        # sizes of the files in `_files`: a file a peer replayed and deleted first can no
+        # longer be stat()ed, and its bytes must still leave the count
+        self._sizes = {f: f.stat().st_size for f in self._files}
+        self.bytes = sum(self._sizes.values())
         last = self._files[-1].stem.split("-")[1] if self._files else "0"
         self._seq = int(last) + 1 if last.isdigit() else 1
         self._token = secrets.token_hex(4)
@@ -159,7 +162,34 @@ class _Spill:
                 pass
             raise SpillError(f"{type(exc).__name__}: {exc.strerror or exc}") from None
         self._files.append(path)
+        self._sizes[path] = len(data)
         self.bytes += len(data)
+
+    def adopt(self, min_age_s: float) -> int:
+        """Take on the files other writers sharing the folder left (a worker killed while
+        InfluxDB was down, and not restarted, or restarted without new readings to write:
+        nobody else would replay them). Only files older than `min_age_s`: a live peer
+        replays its own as soon as InfluxDB answers. Should it replay one at the same time,
+        the points are written twice (InfluxDB keeps one per series and timestamp) and the
+        second delete finds nothing. Returns how many files were adopted."""
+        known = set(self._files)
+        now = time.time()
+        found: list[Path] = []
+        for path in self.folder.glob("spill-*.lp"):
+            if path in known or path.stem.endswith(f"-{self._token}"):
+                continue
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # replayed by its writer meanwhile
+            if now - st.st_mtime < min_age_s:
+                continue
+            found.append(path)
+            self._sizes[path] = st.st_size
+            self.bytes += st.st_size
+        if found:
+            self._files = deque(sorted([*self._files, *found]))
+        return len(found)
 
     def peek(self) -> tuple[Path, list[str]] | None:
         while self._files:
@@ -167,7 +197,8 @@ class _Spill:
             try:
                 data = path.read_bytes()
             except FileNotFoundError:
-                self._files.popleft()
+                self._files.popleft()  # a peer replayed it (see `adopt`)
+                self.bytes -= self._sizes.pop(path, 0)
                 continue
             except OSError as exc:
                 # An unreadable file must not block the ones behind it: set it aside.
@@ -181,10 +212,9 @@ class _Spill:
         return None
 
     def _quarantine(self, path: Path, exc: OSError) -> None:
+        self.bytes -= self._sizes.pop(path, 0)
         try:
-            size = path.stat().st_size
             path.rename(path.with_suffix(".bad"))
-            self.bytes -= size
         except OSError:
             pass
         log.error("influx spill file %s is unreadable (%s); set aside as .bad", path, exc)
@@ -192,12 +222,11 @@ class _Spill:
     def pop(self, path: Path) -> None:
         if self._files and self._files[0] == path:
             self._files.popleft()
+        self.bytes -= self._sizes.pop(path, 0)
         try:
-            size = path.stat().st_size
             path.unlink()
-            self.bytes -= size
         except OSError:
-            pass  # gone already, or undeletable: at worst replayed again after a restart
+            pass  # gone already (a peer replayed it), or undeletable: replayed again later
 
 
 # ------------------------------------------------------------------------ InfluxDB
@@ -217,6 +246,10 @@ class InfluxConfig:
     # moves lines to the spill; beyond it (spill failing too), the oldest lines are dropped.
     max_buffer_lines: int = 200_000
     spill_retry_s: float = 1.0  # after a failed spill write (full disk), try again this often
+    # Files of other writers sharing the spill folder, untouched this long, are replayed by
+    # this one too (their writer died); looked for every `spill_adopt_every_s`.
+    spill_adopt_after_s: float = 30.0
+    spill_adopt_every_s: float = 10.0
     timeout_ms: int = 5000
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
@@ -288,6 +321,7 @@ class InfluxWriter:
         self._last_error = ""
         self._spill_error = ""  # set while the spill folder refuses batches
         self._spill_retry_at = 0.0
+        self._adopt_at = 0.0  # next look for files dead writers left in the spill folder
         self._drop_logged_at: float | None = None
         self._drops_unlogged = 0
         self._sending = False
@@ -519,6 +553,7 @@ class InfluxWriter:
                     self._idle.notify_all()
                     return
             try:
+                self._adopt_orphans()
                 self._relieve()
                 self._drain()
             except Exception:  # the writer thread must never die
@@ -527,6 +562,20 @@ class InfluxWriter:
                 self._idle.notify_all()
                 if self._closed and self._clock() < self._down_until:
                     return  # close() spills what is left; no point waiting out the backoff
+
+    def _adopt_orphans(self) -> None:
+        now = self._clock()
+        if now < self._adopt_at:
+            return
+        self._adopt_at = now + self.config.spill_adopt_every_s
+        with self._spill_lock:
+            n = self._spill.adopt(self.config.spill_adopt_after_s)
+        if n:
+            log.warning(
+                "influx spill: replaying %d file(s) another writer left in %s",
+                n,
+                self.config.spill_dir,
+            )
 
     def _wait_for_backoff(self) -> bool:
         return self._clock() < self._down_until

@@ -45,3 +45,51 @@ def test_two_writers_sharing_a_spill_folder_lose_nothing(tmp_path):
     want = {f"m,w={w} v={i} {i}" for w in "ab" for i in range(30)}
     assert set(got) == want
     assert not list((tmp_path / "spill").glob("spill-*"))
+
+
+def test_a_live_writer_replays_the_files_a_dead_peer_left(tmp_path):
+    """A worker killed while InfluxDB was down leaves spill files nobody would replay if it
+    is not restarted (or restarted with no readings to write): the live peer sharing the
+    folder adopts them once they are older than `spill_adopt_after_s`, and replays them."""
+    from ingest.influx import _Spill
+
+    got: list[str] = []
+    live_cfg = InfluxConfig(
+        url="http://127.0.0.1:1",
+        token="u:p",
+        spill_dir=tmp_path / "spill",
+        flush_interval_ms=20,
+        spill_adopt_after_s=0.3,
+        spill_adopt_every_s=0.05,
+    )
+    live = InfluxWriter(live_cfg, sender=got.extend)  # started before the peer spilled
+    try:
+        dead = _Spill(tmp_path / "spill", 1 << 20)  # the killed peer's spill, never replayed
+        for i in range(3):
+            dead.put([f"m,w=dead v={i} {i}"])
+        fresh_until = time.monotonic() + 0.2
+        time.sleep(0.1)
+        assert got == [] and time.monotonic() < fresh_until, "a fresh file is its writer's"
+        deadline = time.monotonic() + 5
+        while len(got) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert got == [f"m,w=dead v={i} {i}" for i in range(3)]
+        assert not list((tmp_path / "spill").glob("spill-*"))
+        assert live.stats()["replayed"] == 3
+    finally:
+        live.close()
+
+
+def test_a_file_a_peer_replayed_first_leaves_the_byte_count(tmp_path):
+    from ingest.influx import _Spill
+
+    a = _Spill(tmp_path / "spill", 1 << 20)
+    b = _Spill(tmp_path / "spill", 1 << 20)
+    a.put(["m v=1 1"])
+    time.sleep(0.01)
+    assert b.adopt(0.0) == 1 and b.bytes == a.bytes > 0
+    path, lines = b.peek()
+    b.pop(path)  # b replayed it first
+    assert b.bytes == 0
+    assert a.peek() is None  # a finds it gone, and forgets its bytes
+    assert a.bytes == 0 and len(a) == 0
