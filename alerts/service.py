@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from alerts import lifecycle as lc
 from alerts.escalation import Timer, ack_deadline, due
@@ -49,6 +49,16 @@ log = logging.getLogger("alerts.service")
 Record = AlarmRecord | WarningRecord
 
 
+class Handover(Protocol):
+    """Where the records of alarms and warnings live between the stores of distributed
+    workers (keyed by enterprise and subject id; values are `to_dict()` documents)."""
+
+    def get(self, enterprise: str, subject_id: str) -> dict[str, Any] | None: ...
+
+    def put(self, enterprise: str, subject_id: str, data: dict[str, Any] | None) -> None:
+        """Keep `data` (None: forget the subject)."""
+
+
 class AlertError(Exception):
     """Base of the errors the service raises to its callers (the API maps them)."""
 
@@ -73,8 +83,14 @@ class AlertService:
         on_alarm_reset: Callable[[str, int], None] | None = None,
         link_for: Callable[[str], str] | None = None,
         outbox: Outbox | None = None,
+        handover: Handover | None = None,
     ) -> None:
         self.store = store
+        # Distributed mode: each worker has its own store, and an alarm's transitions can be
+        # read by one worker, then (after a failover) by another. The hand-over carries the
+        # records between them (a Faust table, see hazardwatch/faust_app.py), so the next
+        # worker knows, say, that people were told of the raise and must hear of the clear.
+        self.handover = handover
         self.routing = routing
         self.public_url = public_url.rstrip("/")
         self.on_warning_closed = on_warning_closed
@@ -176,8 +192,31 @@ class AlertService:
             self.store.put_alarm(rec)
         else:
             self.store.put_warning(rec)
+        if self.handover is not None:
+            # a closed record is done with: the hand-over forgets it (it would grow forever)
+            data = None if rec.phase is Phase.CLOSED else rec.to_dict()
+            self.handover.put(rec.enterprise_code, rec.subject_id, data)
         if isinstance(rec, AlarmRecord) and rec.kind in ("gateway", "fault"):
             self._invalidate()
+
+    def _handed_over(
+        self, cls: type[AlarmRecord] | type[WarningRecord], enterprise: str, sid: str, now_ms: int
+    ) -> Any:
+        """The record another worker kept of a subject this store has not seen, if any."""
+        if self.handover is None:
+            return None
+        d = self.handover.get(enterprise, sid)
+        if d is None:
+            return None
+        rec = cls.from_dict(d)
+        kind = "alarm" if cls is AlarmRecord else "warning"
+        self.journal.append(
+            f"{kind}.handed_over",
+            sid,
+            {"phase": str(rec.phase), "notified": rec.notified},
+            now_ms,
+        )
+        return rec
 
     def _run(
         self, rec: Record, event_type: EventType, key: str, now_ms: int, **kw: Any
@@ -211,7 +250,9 @@ class AlertService:
                 return []  # replayed event: already applied, nothing changes
             level = None if ev.level is None else str(ev.level)
             colour = self.routing.alarm_colours.colour_of(str(ev.kind), level)
-            old = self.store.get_alarm(ev.alarm_id)
+            old = self.store.get_alarm(ev.alarm_id) or self._handed_over(
+                AlarmRecord, ev.enterprise_code, ev.alarm_id, now_ms
+            )
             if old is None:
                 rec, changes = lc.new_alarm(
                     ev,
@@ -359,7 +400,9 @@ class AlertService:
             self._invalidate()
             if not self.store.mark_applied(ev.warning_id, key):
                 return []
-            old = self.store.get_warning(ev.warning_id)
+            old = self.store.get_warning(ev.warning_id) or self._handed_over(
+                WarningRecord, ev.enterprise_code, ev.warning_id, now_ms
+            )
             if old is None:
                 rec, changes = lc.new_warning(
                     ev, district=self._district(ev.enterprise_code), now_ms=now_ms

@@ -480,6 +480,51 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             )
         )
 
+    class SubjectTable(faust.Table):
+        """Alert records keyed `enterprise|subject id`, in the changelog partition of the
+        enterprise's transitions partition (see `Handover`)."""
+
+        def partition_for_key(self, key: Any) -> int:
+            return partition_for(key.split(b"|", 1)[0], k.partitions)
+
+    subject_table = app.tables.add(
+        SubjectTable(
+            app,
+            name="alert-records",
+            default=None,
+            beacon=app.tables.beacon,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=k.partitions,
+        )
+    )
+
+    class Handover:
+        """The alerts service's records shared through the `alert-records` table: a worker
+        that takes over a transitions partition restores the table with it, so it applies
+        the next transition of an alarm another worker raised to that worker's record (its
+        phase, its acknowledgement, whether people were told) instead of a blank one.
+        Written on the event loop (Faust's producer is not thread-safe) before the
+        transitions' offsets are committed (`commit_alerts` flushes the producer)."""
+
+        def get(self, enterprise: str, subject_id: str) -> dict[str, Any] | None:
+            raw = subject_table.get(f"{enterprise}|{subject_id}".encode())
+            return None if raw is None else msgspec.json.decode(raw)
+
+        def put(self, enterprise: str, subject_id: str, data: dict[str, Any] | None) -> None:
+            key = f"{enterprise}|{subject_id}".encode()
+
+            def write() -> None:
+                if data is None:
+                    subject_table.pop(key, None)
+                else:
+                    subject_table[key] = msgspec.json.encode(data)
+
+            if threading.current_thread() is threading.main_thread():
+                write()
+            else:
+                app.loop.call_soon_threadsafe(write)
+
     engine_table = table("engine-state")
     warning_table = table("warning-state")
     applied_table = table("applied-record")  # see LiveStates: the newest record in the state
@@ -526,7 +571,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
                     )
 
             svc = holder["alerts"] = build_alerts(
-                settings, core().registry, store, on_warning_closed=closed
+                settings, core().registry, store, on_warning_closed=closed, handover=Handover()
             )
             holder["store"] = store
         return svc
@@ -828,6 +873,8 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             token = f"{incarnation}.{commit_seq[0]}"
             batch = dict(alerts_pending)
             store.record_commit_intents({p: (o, token) for p, o in batch.items()})
+            # the alert records these transitions changed reach their changelog first
+            await app.producer.flush()
             thread = app.consumer._thread  # the aiokafka consumer runs in Faust's thread
             offsets = {
                 TopicPartition(k.alarms_topic, p): OffsetAndMetadata(

@@ -207,6 +207,7 @@ def build_alerts(
     routing: Any = None,
     on_warning_closed: Callable[[str, int], None] | None = None,
     on_alarm_reset: Callable[[str, int], None] | None = None,
+    handover: Any = None,
 ) -> Any:
     from alerts.service import AlertService
 
@@ -230,6 +231,7 @@ def build_alerts(
         on_warning_closed=on_warning_closed,
         on_alarm_reset=on_alarm_reset,
         link_for=link_for,
+        handover=handover,
     )
 
 

@@ -105,8 +105,13 @@ def table(rows: list[Row]) -> str:
 
 def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
     """Every record of `topic` from the beginning to its current end (key, value)."""
+    return [(k, v) for k, v, _p, _o in read_topic_at(bootstrap, topic)]
 
-    async def go() -> list[tuple[bytes | None, bytes]]:
+
+def read_topic_at(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes, int, int]]:
+    """The same with each record's partition and offset."""
+
+    async def go() -> list[tuple[bytes | None, bytes, int, int]]:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         c = AIOKafkaConsumer(
@@ -124,14 +129,14 @@ def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
             c.assign(tps)
             await c.seek_to_beginning(*tps)
             end = await c.end_offsets(tps)
-            out: list[tuple[bytes | None, bytes]] = []
+            out: list[tuple[bytes | None, bytes, int, int]] = []
             while True:
                 pos = [await c.position(tp) for tp in tps]
                 if all(p >= end[tp] for p, tp in zip(pos, tps, strict=True)):
                     break
                 batch = await c.getmany(*tps, timeout_ms=1000)
                 for recs in batch.values():
-                    out.extend((r.key, r.value) for r in recs)
+                    out.extend((r.key, r.value, r.partition, r.offset) for r in recs)
             return out
         finally:
             await c.stop()
@@ -166,14 +171,20 @@ def dead_letters(bootstrap: str, topic: str, enterprises: list[str]) -> Counter:
     return out
 
 
-def readings_copies(bootstrap: str, topic: str, enterprises: list[str]) -> Counter:
-    """(enterprise, tag, ts) -> copies on the Kafka readings topic."""
+def readings_copies(
+    bootstrap: str, topic: str, enterprises: list[str], where: dict | None = None
+) -> Counter:
+    """(enterprise, tag, ts) -> copies on the Kafka readings topic; `where`, when given, is
+    filled with each reading's first (partition, offset) there."""
     ents = {e.encode() for e in enterprises}
     out: Counter = Counter()
-    for k, v in read_topic(bootstrap, topic):
+    for k, v, part, off in read_topic_at(bootstrap, topic):
         if k in ents:
             for r in decode_readings(v):
-                out[(r.enterprise_code, r.tag, r.ts_ms)] += 1
+                key = (r.enterprise_code, r.tag, r.ts_ms)
+                out[key] += 1
+                if where is not None:
+                    where.setdefault(key, (part, off))
     return out
 
 
@@ -330,13 +341,21 @@ def balance(case: str, deployment, stack, enterprises: list[str], published: Pub
     row.dead_lettered = sum(sum(c.values()) for c in reasons_by_ent.values())
     row.lost["readings"] = row.published - row.stored - dl_accounted
     row.duplicated["readings"] = len(rows - published.valid)
-    copies = readings_copies(stack.kafka_bootstrap, deployment.readings_topic, enterprises)
+    where: dict = {}
+    copies = readings_copies(stack.kafka_bootstrap, deployment.readings_topic, enterprises, where)
     row.absorbed["readings"] += sum(n - 1 for n in copies.values() if n > 1)
     if row.lost["readings"]:
         # Where the loss happened: before Kafka (bridge, broker) or after (worker, writer).
         on_topic = len(set(copies) & published.valid)
         row.notes.append(
             f"{on_topic} of {len(published.valid)} valid readings reached the readings topic"
+        )
+        # and which records of the topic hold the missing ones (the workers' logs say who
+        # read them when)
+        records = Counter(where.get(k, ("-", "-")) for k in published.valid - rows)
+        row.notes.append(
+            "missing readings by readings-topic record (partition, offset): "
+            + ", ".join(f"{p}@{o} x{n}" for (p, o), n in sorted(records.items(), key=str)[:12])
         )
     if published.unacked:
         row.notes.append(f"{published.unacked} messages never acknowledged by the broker")
