@@ -193,30 +193,47 @@ class AlertService:
         else:
             self.store.put_warning(rec)
         if self.handover is not None:
-            # a closed record is done with: the hand-over forgets it (it would grow forever)
-            data = None if rec.phase is Phase.CLOSED else rec.to_dict()
+            # a closed record is done with: the hand-over forgets it (it would grow forever);
+            # the events applied go with the record, so the next worker recognises those a
+            # failover makes the rules stage send again (same ids, same keys)
+            data = (
+                None
+                if rec.phase is Phase.CLOSED
+                else {"record": rec.to_dict(), "applied": self.store.applied_keys(rec.subject_id)}
+            )
             self.handover.put(rec.enterprise_code, rec.subject_id, data)
         if isinstance(rec, AlarmRecord) and rec.kind in ("gateway", "fault"):
             self._invalidate()
 
-    def _handed_over(
+    def _take_over(
         self, cls: type[AlarmRecord] | type[WarningRecord], enterprise: str, sid: str, now_ms: int
-    ) -> Any:
-        """The record another worker kept of a subject this store has not seen, if any."""
+    ) -> None:
+        """Copy into this store the record (and the events applied to it) another worker
+        kept of a subject, when this store has none or an older one (it had the partition
+        before, and another worker since)."""
         if self.handover is None:
-            return None
-        d = self.handover.get(enterprise, sid)
-        if d is None:
-            return None
-        rec = cls.from_dict(d)
-        kind = "alarm" if cls is AlarmRecord else "warning"
+            return
+        doc = self.handover.get(enterprise, sid)
+        if doc is None:
+            return
+        rec = cls.from_dict(doc["record"])
+        is_alarm = cls is AlarmRecord
+        mine = self.store.get_alarm(sid) if is_alarm else self.store.get_warning(sid)
+        if mine is not None and mine.updated_ms >= rec.updated_ms:
+            return
+        if isinstance(rec, AlarmRecord):
+            self.store.put_alarm(rec)
+            self._invalidate()  # it may be an inhibitor (gateway, fault)
+        else:
+            self.store.put_warning(rec)
+        for key in doc.get("applied", []):
+            self.store.mark_applied(sid, key)
         self.journal.append(
-            f"{kind}.handed_over",
+            f"{'alarm' if is_alarm else 'warning'}.handed_over",
             sid,
             {"phase": str(rec.phase), "notified": rec.notified},
             now_ms,
         )
-        return rec
 
     def _run(
         self, rec: Record, event_type: EventType, key: str, now_ms: int, **kw: Any
@@ -246,13 +263,12 @@ class AlertService:
         # every event made an alarm storm of N offline alarms cost O(N^2) and stalled the
         # pipeline for minutes (found by the soak benchmark).
         with self.batch():
+            self._take_over(AlarmRecord, ev.enterprise_code, ev.alarm_id, now_ms)
             if not self.store.mark_applied(ev.alarm_id, event_key):
                 return []  # replayed event: already applied, nothing changes
             level = None if ev.level is None else str(ev.level)
             colour = self.routing.alarm_colours.colour_of(str(ev.kind), level)
-            old = self.store.get_alarm(ev.alarm_id) or self._handed_over(
-                AlarmRecord, ev.enterprise_code, ev.alarm_id, now_ms
-            )
+            old = self.store.get_alarm(ev.alarm_id)
             if old is None:
                 rec, changes = lc.new_alarm(
                     ev,
@@ -398,11 +414,10 @@ class AlertService:
         key = f"{ev.state}|{ev.colour}|{ev.ts_ms}"
         with self.store.transaction():
             self._invalidate()
+            self._take_over(WarningRecord, ev.enterprise_code, ev.warning_id, now_ms)
             if not self.store.mark_applied(ev.warning_id, key):
                 return []
-            old = self.store.get_warning(ev.warning_id) or self._handed_over(
-                WarningRecord, ev.enterprise_code, ev.warning_id, now_ms
-            )
+            old = self.store.get_warning(ev.warning_id)
             if old is None:
                 rec, changes = lc.new_warning(
                     ev, district=self._district(ev.enterprise_code), now_ms=now_ms

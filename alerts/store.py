@@ -417,6 +417,14 @@ class AlertStore:
             )
             return cur.rowcount == 1
 
+    def applied_keys(self, subject_id: str, limit: int = 64) -> list[str]:
+        """The newest `limit` input events applied to a subject, oldest first."""
+        rows = self._query(
+            "SELECT event_key FROM applied_events WHERE subject_id=? ORDER BY rowid DESC LIMIT ?",
+            (subject_id, limit),
+        )
+        return [r[0] for r in reversed(rows)]
+
     # -- human actions --------------------------------------------------------------------
 
     def add_action(

@@ -50,13 +50,44 @@ def test_a_clear_read_by_the_next_worker_reaches_the_people_told_of_the_raise(
     raised = w1.on_alarm(alarm(), T0)
     told = people(raised)
     assert told, "the raise goes to people"
-    assert shared.get("E001", "A1")["notified"] is True
+    assert shared.get("E001", "A1")["record"]["notified"] is True
 
     cleared = w2.on_alarm(alarm(state="cleared", ts=T0 + 5 * MIN), T0 + 5 * MIN)
     assert {n.event_type for n in cleared} == {EventType.CLEARED}
     assert people(cleared) == told
     assert w2.store.get_alarm("A1").phase is Phase.CLEARED
     assert [e.kind for e in w2.journal.entries(subject_id="A1")][:1] == ["alarm.handed_over"]
+
+
+def test_transitions_sent_again_after_a_failover_are_recognised_by_the_next_worker(
+    tmp_path, routing, registry
+):
+    """After a failover the rules stage evaluates again what the last state flush did not
+    hold and sends the same transitions again (same ids, same keys): the worker that reads
+    them must not notify anyone a second time."""
+    shared = DictHandover()
+    w1 = worker(tmp_path, "w1", routing, registry, shared)
+    w2 = worker(tmp_path, "w2", routing, registry, shared)
+    raise_, clear = alarm(), alarm(state="cleared", ts=T0 + 5 * MIN)
+    assert people(w1.on_alarm(raise_, T0))
+    assert w1.on_alarm(clear, T0 + 5 * MIN)
+    assert w2.on_alarm(raise_, T0 + 6 * MIN) == []
+    assert w2.on_alarm(clear, T0 + 6 * MIN) == []
+    # and a new episode of the same alarm is news again
+    assert people(w2.on_alarm(alarm(ts=T0 + 9 * MIN), T0 + 9 * MIN))
+
+
+def test_a_worker_with_an_older_record_takes_the_newer_one(tmp_path, routing, registry):
+    """w1 raised the alarm, w2 (after a failover) cleared it, and w1, owner again, reads the
+    clear once more: its own record is stale, the hand-over's says people heard already."""
+    shared = DictHandover()
+    w1 = worker(tmp_path, "w1", routing, registry, shared)
+    w2 = worker(tmp_path, "w2", routing, registry, shared)
+    clear = alarm(state="cleared", ts=T0 + 5 * MIN)
+    assert people(w1.on_alarm(alarm(), T0))
+    assert people(w2.on_alarm(clear, T0 + 5 * MIN))
+    assert w1.on_alarm(clear, T0 + 6 * MIN) == []
+    assert w1.store.get_alarm("A1").phase is Phase.CLEARED
 
 
 def test_without_a_hand_over_the_next_worker_knows_nothing_and_tells_only_the_platform(
