@@ -828,7 +828,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             outcome = intent_outcome(off, token, c_off, md)
             if outcome == "refused":
                 store.forget_commit_intents([p])
-                log.info(
+                log.warning(
                     "transitions partition %s: the commit of %s before a restart did "
                     "not land; its transitions are read again",
                     p,
@@ -846,7 +846,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
                     released,
                 )
             else:
-                log.info(
+                log.warning(
                     "transitions partition %s: the commit of %s before a restart "
                     "landed; released %s held messages",
                     p,
@@ -896,7 +896,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
                 landed = await thread.call_thread(in_thread)
             except (CommitFailedError, IllegalStateError, KafkaError) as exc:
                 landed = set()
-                log.info(
+                log.warning(
                     "transitions commit of %s refused (%s); the next owner reads them again",
                     batch,
                     type(exc).__name__,
@@ -950,15 +950,33 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
                     tp, off = event.message.tp, event.message.offset
                     p, s = tp.partition, at_assignment.get(tp)
                     if tp not in assigned or (s is not None and off < s):
-                        continue  # read before a rebalance: its partition's owner reads it again
+                        # read before a rebalance: its partition's owner reads it again
+                        log.warning(
+                            "transitions %s@%s skipped: %s",
+                            p,
+                            off,
+                            "partition not assigned now"
+                            if tp not in assigned
+                            else f"below the offset {s} it was assigned at",
+                        )
+                        continue
                     if p not in alerts_start:
                         start = alerts_start[p] = s if s is not None else off
-                        svc.outbox.drop_unreleased(
+                        dropped = svc.outbox.drop_unreleased(
                             now,
                             f"transitions of partition {p} before offset {start} "
                             "were committed by another worker",
                             partition=p,
                             below_offset=start,
+                        )
+                        log.warning(
+                            "alerts: transitions partition %s read from offset %s (first %s)%s",
+                            p,
+                            start,
+                            off,
+                            f"; dropped {len(dropped)} held messages another worker sent"
+                            if dropped
+                            else "",
                         )
                     alerts_pending[p] = off + 1
                     ev = decode_transition(event.value)
