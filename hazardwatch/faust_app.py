@@ -591,6 +591,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
     acker_wake = asyncio.Event()
     flushed_at = [time.monotonic()]
     generation = [0]  # bumped when partitions are revoked
+    rules_start: dict[int, int] = {}  # readings partition -> first offset read (for the log)
 
     def live() -> LiveStates:
         ls = holder.get("live")
@@ -695,6 +696,16 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         async for events in stream.noack_take(2000, within=0.02):
             async with lock:
                 now = wall_ms()
+                for event in events:
+                    tp = event.message.tp
+                    if tp.partition not in rules_start:
+                        rules_start[tp.partition] = event.message.offset
+                        log.warning(
+                            "rules: readings partition %s read from offset %s (committed %s)",
+                            tp.partition,
+                            event.message.offset,
+                            app.consumer._committed_offset.get(tp),
+                        )
                 n_readings = await evaluate(events, now)
                 unacked.extend(events)
                 if time.monotonic() - flushed_at[0] >= FLUSH_INTERVAL_S:
@@ -945,20 +956,15 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             # the committed offset each partition was (re)assigned at (Faust's seek; Faust
             # itself never commits these partitions: the agent does, without it)
             at_assignment = app.consumer._committed_offset
+            skipped: dict[tuple[int, str], list[int]] = {}
             with svc.batch():
                 for event in events:
                     tp, off = event.message.tp, event.message.offset
                     p, s = tp.partition, at_assignment.get(tp)
                     if tp not in assigned or (s is not None and off < s):
                         # read before a rebalance: its partition's owner reads it again
-                        log.warning(
-                            "transitions %s@%s skipped: %s",
-                            p,
-                            off,
-                            "partition not assigned now"
-                            if tp not in assigned
-                            else f"below the offset {s} it was assigned at",
-                        )
+                        why = "not assigned now" if tp not in assigned else f"below {s}"
+                        skipped.setdefault((p, why), []).append(off)
                         continue
                     if p not in alerts_start:
                         start = alerts_start[p] = s if s is not None else off
@@ -986,6 +992,15 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
                         else:
                             warning_id_enterprise[ev.warning_id] = ev.enterprise_code
                             svc.on_warning(ev, now)
+            for (p, why), offs in skipped.items():
+                log.warning(
+                    "transitions %s@%s..%s (%s) skipped: %s",
+                    p,
+                    offs[0],
+                    offs[-1],
+                    len(offs),
+                    why,
+                )
             # never acked to Faust: its own commits would overwrite the receipts
             await commit_alerts()
 
@@ -1034,6 +1049,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         # commit: drop the unflushed states and forget their records (see `flush`).
         async with lock:
             generation[0] += 1
+            rules_start.clear()
             unacked.clear()
             durable_wait.clear()  # never acknowledged: the next owner re-reads them
             if "live" in holder:

@@ -174,6 +174,29 @@ class Deployment:
         """The InfluxDB spill folder (storage.data_dir/spill, shared by both workers)."""
         return self.tmp / "var" / "spill"
 
+    #: Worker log lines about the hand-over of transitions partitions (hazardwatch/
+    #: faust_app.py) that go into a case's notes, so a row that does not balance says what
+    #: the workers did.
+    HANDOVER_MARKS = (
+        "rules: readings partition",
+        "alerts: transitions partition",
+        ") skipped: ",
+        "did not land",
+        "before a restart landed",
+        "no receipt",
+    )
+
+    def handover_lines(self) -> list[str]:
+        """Hand-over lines of every worker log not reported before."""
+        seen = self.__dict__.setdefault("_handover_seen", set())
+        out = []
+        for log in sorted(self.tmp.glob("w*.log")):
+            for ln in log.read_text(errors="replace").splitlines():
+                if any(m in ln for m in self.HANDOVER_MARKS) and (log.name, ln) not in seen:
+                    seen.add((log.name, ln))
+                    out.append(f"{log.stem}: {ln.strip()[:200]}")
+        return out
+
     def supervise(self) -> None:
         """Restart what exited (systemd's Restart=always), and say so in the case's notes."""
         for wid, p in list(self.workers.items()):

@@ -50,6 +50,7 @@ def run_case(
     ents = case_enterprises(idx)
     dep.supervise()
     dep.events.clear()
+    dep.handover_lines()  # what earlier cases logged is theirs
     stack.events.clear()
     gw = Gateways(stack.mqtt_host, stack.mqtt_port, dep.prefix, ents, f"gw-{dep.sid}-{idx}")
     gw.start()
@@ -71,6 +72,9 @@ def run_case(
     state = wait(())
     time.sleep(QUIET_S)
     row = balance(name, dep, stack, ents, published)
+    handover = dep.handover_lines()
+    if not row.balanced:  # what the workers did with the partitions, to trace it
+        row.notes.extend(handover)
     if not all(state.values()):
         row.notes.append(f"still incomplete after {settle_s:g} s: {state}")
     RESULTS.append(row)
