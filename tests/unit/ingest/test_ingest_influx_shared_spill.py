@@ -88,7 +88,7 @@ def test_a_file_a_peer_replayed_first_leaves_the_byte_count(tmp_path):
     a.put(["m v=1 1"])
     time.sleep(0.01)
     assert b.adopt(0.0) == 1 and b.bytes == a.bytes > 0
-    path, lines = b.peek()
+    path, _lines = b.peek()
     b.pop(path)  # b replayed it first
     assert b.bytes == 0
     assert a.peek() is None  # a finds it gone, and forgets its bytes
