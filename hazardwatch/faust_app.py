@@ -670,7 +670,18 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
                 except TimeoutError:
                     pass
                 continue
+            if app.rebalancing:
+                # Faust forgets a revoked partition's acks and committed offset first and
+                # signals the revocation (which clears `durable_wait`) later, after awaiting
+                # its producer: an ack in between was taken as new (the committed offset
+                # being unknown) and stayed in Faust's list for the partition, to be
+                # committed if it came back to this worker, ahead of what that assignment
+                # had read. So nothing is acknowledged while a rebalance is under way.
+                await asyncio.sleep(FLUSH_INTERVAL_S)
+                continue
             async with lock:
+                if app.rebalancing:
+                    continue  # began while waiting for the lock (see above)
                 stream = holder.get("rules_stream")
                 done = [r for r in durable_wait if r[0] <= upto]
                 del durable_wait[: len(done)]
@@ -686,6 +697,29 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             if prev is None or prev.done():
                 holder["commit"] = asyncio.ensure_future(app.consumer.commit())
 
+    async def settled(events: list[Any], what: str) -> list[Any]:
+        """The events of `events` to process: none while a rebalance is under way (waited
+        out), and none fetched in an earlier consumer generation. Faust hands an agent what
+        its take buffer held when the partitions were revoked, and processing those wrote
+        states and alert records of partitions another worker had taken over, through the
+        shared changelogs: that worker then took records as applied that it had not
+        evaluated (fault suite: an alarm's second-level raise never notified). Every
+        partition is revoked in a rebalance and read again from its committed offset, which
+        an unprocessed event is never behind, so the dropped ones are read again."""
+        while app.rebalancing:
+            await asyncio.sleep(0.05)
+        gen = app.consumer_generation_id
+        fresh = [e for e in events if e.message.generation_id in (None, gen)]
+        if len(fresh) != len(events):
+            log.warning(
+                "%s: %d events fetched before the rebalance to generation %s dropped "
+                "(read again from the committed offsets)",
+                what,
+                len(events) - len(fresh),
+                gen,
+            )
+        return fresh
+
     @app.agent(readings, name="rules")
     async def rules_agent(stream: Any) -> None:
         """Events are taken in small batches (up to 2,000 or 20 ms) and evaluated per
@@ -693,8 +727,13 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         by Kafka within the batch, states are written to the tables by `flush` (at most every
         FLUSH_INTERVAL_S) and only then are the batch's records acknowledged."""
         holder["rules_stream"] = stream
-        async for events in stream.noack_take(2000, within=0.02):
+        async for batch in stream.noack_take(2000, within=0.02):
+            events = await settled(batch, "readings")
             async with lock:
+                if app.rebalancing:  # began while waiting for the lock: settle again
+                    events = await settled(events, "readings")
+                if not events:
+                    continue
                 now = wall_ms()
                 for event in events:
                     tp = event.message.tp
@@ -708,7 +747,8 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
                         )
                 n_readings = await evaluate(events, now)
                 unacked.extend(events)
-                if time.monotonic() - flushed_at[0] >= FLUSH_INTERVAL_S:
+                # never during a rebalance: the revocation drops unflushed states instead
+                if time.monotonic() - flushed_at[0] >= FLUSH_INTERVAL_S and not app.rebalancing:
                     await flush()
             oldest = min((e.message.timestamp for e in events), default=now / 1000)
             metrics.observe_batch(len(events), n_readings, now - oldest * 1000)
@@ -948,7 +988,10 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         message in flight at a kill is sent again after the restart."""
         alerts()
         await resolve_intents()
-        async for events in stream.noack_take(500, within=0.005):
+        async for batch in stream.noack_take(500, within=0.005):
+            events = await settled(batch, "transitions")
+            if not events:
+                continue
             now = wall_ms()
             svc = alerts()
             store = holder["store"]
