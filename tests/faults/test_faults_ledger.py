@@ -107,14 +107,12 @@ def test_kill_9_of_the_bridge(faults_deployment, faults_stack):
 
 
 @pytest.mark.xfail(
-    strict=False,  # a race: strict would turn CI red whenever the kill misses the window
-    reason="open defect around a Faust worker's kill -9 and hand-back (hazardwatch/faust_app.py), "
-    "intermittent after the fixes of this session (commit receipts, alert-record hand-over, "
-    "spill adoption): in 4 runs at 14:1x-14:3x UTC one lost the 10 readings of the readings "
-    "record being processed at the kill (never in InfluxDB, although on the topic), and one "
-    "lost one alarm transition (the NH3 second-level raise re-evaluated by the worker that "
-    "took over never reached its alerts store); the ledger notes name the record; the "
-    "workers now log every skipped transition and where each partition's reading began.",
+    strict=False,  # kept until CI shows these rows balance run after run (then: strict)
+    reason="worker kill -9 and hand-back (hazardwatch/faust_app.py): lost readings or one "
+    "alarm transition in about 1 run in 4 until 15:15 UTC 2026-11-29, when the agents "
+    "stopped processing events fetched before a rebalance and flushing/acknowledging during "
+    "one (a revoked worker had written states and alert records through the shared "
+    "changelogs); balanced in the 5 runs since. Non-strict until more runs confirm it.",
 )
 def test_kill_9_of_a_worker_then_restarted(faults_deployment, faults_stack):
     dep = faults_deployment
@@ -256,14 +254,12 @@ COMBINED_INFLUX_DOWN_S = 30.0
 
 
 @pytest.mark.xfail(
-    strict=False,  # a race: strict would turn CI red whenever the kill misses the window
-    reason="open defect around a Faust worker's kill -9 and hand-back (hazardwatch/faust_app.py), "
-    "intermittent after the fixes of this session (commit receipts, alert-record hand-over, "
-    "spill adoption): in 4 runs at 14:1x-14:3x UTC one lost the 10 readings of the readings "
-    "record being processed at the kill (never in InfluxDB, although on the topic), and one "
-    "lost one alarm transition (the NH3 second-level raise re-evaluated by the worker that "
-    "took over never reached its alerts store); the ledger notes name the record; the "
-    "workers now log every skipped transition and where each partition's reading began.",
+    strict=False,  # kept until CI shows these rows balance run after run (then: strict)
+    reason="worker kill -9 and hand-back (hazardwatch/faust_app.py): lost readings or one "
+    "alarm transition in about 1 run in 4 until 15:15 UTC 2026-11-29, when the agents "
+    "stopped processing events fetched before a rebalance and flushing/acknowledging during "
+    "one (a revoked worker had written states and alert records through the shared "
+    "changelogs); balanced in the 5 runs since. Non-strict until more runs confirm it.",
 )
 def test_combined_worker_kill_influx_down_platform_500_mosquitto_restart(
     faults_deployment, faults_stack
