@@ -11,21 +11,28 @@ API (both fail loudly, never skip, when the machine cannot provide the fault):
     when None) so a test can let the disk recover, `FullDisk.refill()` fills it again.
     Needs root (CAP_SYS_ADMIN): `mount -t tmpfs -o size=1m tmpfs DIR`.
 
-``ClockControl(tmpdir: Path)``
+``ClockControl(tmpdir: Path, *, forward_only: bool = False)``
     `.env() -> dict[str, str]`: variables to ADD to a subprocess's environment (LD_PRELOAD of
-    libfaketime, `FAKETIME_TIMESTAMP_FILE` re-read on every call (`FAKETIME_NO_CACHE=1`),
-    `FAKETIME_DONT_FAKE_MONOTONIC=1`, `NO_FAKE_STAT=1`), so only CLOCK_REALTIME (time.time,
-    time_ns, datetime.now) moves, as in an NTP step; file times stay real. `.jump(seconds)`
-    steps those processes' wall clock forward (+) or backward (-) at runtime, cumulatively,
-    effective at their next clock read. `.offset` is the current total; `.wall()` is the
-    processes' wall time as seen from the test. The Debian package is `faketime`
-    (scripts/system-deps). Cost: reading the offset file on every call about doubles the CPU
-    an idle Faust worker uses (0.16 -> 0.33 s per s here) and raised a worker's evaluation lag
-    from ~30 ms to 100-450 ms on this loaded 2-core machine, so keep offline timeouts in a
-    clock-step scenario well above a second (readings late by the lag look silent, both
-    before and after the step). libfaketime's cache
-    (`FAKETIME_CACHE_DURATION`) would be cheaper but dates its cache in fake time, so after a
-    backward step it never re-reads the file.
+    libfaketime, `FAKETIME_TIMESTAMP_FILE`, `FAKETIME_DONT_FAKE_MONOTONIC=1`,
+    `NO_FAKE_STAT=1`), so only CLOCK_REALTIME (time.time, time_ns, datetime.now) moves, as in
+    an NTP step; file times stay real. `.jump(seconds)` steps those processes' wall clock
+    forward (+) or backward (-) at runtime, cumulatively. `.offset` is the current total;
+    `.wall()` is the processes' wall time as seen from the test. The Debian package is
+    `faketime` (scripts/system-deps).
+
+    How often the children re-read the offset file is the trade-off:
+    - default: on every clock read (`FAKETIME_NO_CACHE=1`), so a jump is effective at the
+      next read, backward too. The cost is large in a multi-threaded process: libfaketime
+      also intercepts `pthread_cond_timedwait`, which CPython's GIL hand-over calls every
+      few milliseconds, and reads the file there too. An idle Faust worker went from 10 % to
+      75-90 % of a core here (strace: ~4,700 file reads/s, from take_gil), which made its
+      timers overrun by seconds and its alarms late by tens of seconds after a step.
+    - `forward_only=True`: re-read at most once a second (`FAKETIME_CACHE_DURATION=1`); the
+      idle worker uses 11 % of a core, and a jump is effective within about a second.
+      libfaketime dates that cache in fake time, so after a backward step at runtime it would
+      not re-read the file until fake time caught up: `.jump()` refuses a negative step once
+      `.env()` was handed out (before that, the children start with the offset, which is
+      how a host that booted behind is simulated).
 
 libfaketime 0.9.10 (Debian 12) breaks Python >= 3.11's `time.sleep` when the monotonic clock
 is not faked: Python sleeps with `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)`, which
@@ -216,8 +223,10 @@ def find_libfaketime() -> Path:
 class ClockControl:
     """Steps the wall clock of subprocesses started with `.env()` (see module doc)."""
 
-    def __init__(self, tmpdir: Path) -> None:
+    def __init__(self, tmpdir: Path, *, forward_only: bool = False) -> None:
         self.dir = Path(tmpdir)
+        self.forward_only = forward_only
+        self._handed_out = False
         self.dir.mkdir(parents=True, exist_ok=True)
         self.lib = find_libfaketime()
         self.file = self.dir / "faketime-offset"
@@ -228,6 +237,7 @@ class ClockControl:
         self._write()
 
     def env(self) -> dict[str, str]:
+        self._handed_out = True
         preload = " ".join(p for p in (str(self.lib), os.environ.get("LD_PRELOAD", "")) if p)
         pythonpath = os.pathsep.join(
             p for p in (str(self.site), os.environ.get("PYTHONPATH", "")) if p
@@ -235,7 +245,13 @@ class ClockControl:
         return {
             "LD_PRELOAD": preload,
             "FAKETIME_TIMESTAMP_FILE": str(self.file),
-            "FAKETIME_NO_CACHE": "1",  # re-read the offset file on every call: jumps are immediate
+            # re-read the offset file at most once a second (see the module doc)
+            **(
+                {"FAKETIME_CACHE_DURATION": "1"}
+                if self.forward_only
+                # re-read it on every call: jumps, backward too, are immediate
+                else {"FAKETIME_NO_CACHE": "1"}
+            ),
             "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # an NTP step moves the wall clock only
             "NO_FAKE_STAT": "1",  # file times stay real (and stat() stays cheap)
             "PYTHONPATH": pythonpath,
@@ -243,6 +259,12 @@ class ClockControl:
 
     def jump(self, seconds: float) -> None:
         """Step the subprocesses' wall clock by `seconds` (negative: backward), from now on."""
+        if self.forward_only and self._handed_out and seconds < 0:
+            raise ValueError(
+                f"ClockControl(forward_only=True): a backward step ({seconds:+g} s) after "
+                "env() was handed out would not be seen (libfaketime dates its cache in fake "
+                "time); use ClockControl(forward_only=False) for backward steps"
+            )
         self.offset += float(seconds)
         self._write()
 

@@ -332,7 +332,7 @@ def test_clock_jump_of_a_worker(faults_deployment, faults_stack, tmp_path):
     """Worker w1 runs under libfaketime; mid-scenario its wall clock steps 10 minutes
     forward. Nothing is lost, nothing repeated, and no offline or gateway alarm floods."""
     dep, stack = faults_deployment, faults_stack
-    clock = ClockControl(tmp_path / "clock")
+    clock = ClockControl(tmp_path / "clock", forward_only=True)  # see ClockControl: CPU
     dep.restart_worker("w1", clock.env(), graceful=True)
     dep.wait_serving()
 

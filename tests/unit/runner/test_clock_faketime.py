@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.faults.env import ClockControl
 
 # Prints one JSON line per request on stdin: wall minus monotonic drift, from main thread,
@@ -99,3 +101,32 @@ def test_wall_reports_what_the_child_sees_and_the_offset_file_is_atomic(tmp_path
     assert abs(clock.wall() - (time.time() - 90.25)) < 0.01
     assert clock.file.read_text() == "-90.250000\n"
     assert not list(tmp_path.glob("*.new"))
+
+
+def test_forward_only_sees_a_step_within_about_a_second_and_refuses_a_backward_one(
+    tmp_path: Path,
+) -> None:
+    clock = ClockControl(tmp_path, forward_only=True)
+    clock.jump(-600)  # before env(): the children start 10 min behind
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD],
+        env={**os.environ, **clock.env()},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert abs(_ask(proc)["main"]) < 0.5
+        with pytest.raises(ValueError, match="backward step"):
+            clock.jump(-1)
+        clock.jump(600)
+        stepped_at = time.monotonic()
+        while abs((got := _ask(proc))["main"] - 600.0) >= 0.5:
+            assert abs(got["main"]) < 0.5, got  # not stepped yet, or stepped by 600 s
+            assert time.monotonic() - stepped_at < 3.0, "the step was not seen within 3 s"
+    finally:
+        proc.stdin.close()  # type: ignore[union-attr]
+        proc.wait(10)
+    assert proc.returncode == 0, proc.stderr.read()  # type: ignore[union-attr]
+    assert clock.offset == 0.0
