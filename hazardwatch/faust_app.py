@@ -499,6 +499,13 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         )
     )
 
+    # Alert records written by alerts batches, by transitions partition, held back until the
+    # batches' commit lands (`commit_alerts`): a record from a batch whose commit was refused
+    # told the next owner that transitions it still had to notify were applied already
+    # (fault suite: a tank temperature alarm's raise was never notified).
+    handover_pending: dict[int, dict[bytes, Any]] = {}
+    in_alerts_batch = [False]
+
     class Handover:
         """The alerts service's records shared through the `alert-records` table: a worker
         that takes over a transitions partition restores the table with it, so it applies
@@ -513,7 +520,13 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
 
         def put(self, enterprise: str, subject_id: str, data: dict[str, Any] | None) -> None:
             key = f"{enterprise}|{subject_id}".encode()
+            if in_alerts_batch[0]:
+                p = partition_for(enterprise.encode(), k.partitions)
+                handover_pending.setdefault(p, {})[key] = data
+                return
+            self.write(key, data)
 
+        def write(self, key: bytes, data: dict[str, Any] | None) -> None:
             def write() -> None:
                 if data is None:
                     subject_table.pop(key, None)
@@ -524,6 +537,8 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
                 write()
             else:
                 app.loop.call_soon_threadsafe(write)
+
+    handover = Handover()
 
     engine_table = table("engine-state")
     warning_table = table("warning-state")
@@ -571,7 +586,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
                     )
 
             svc = holder["alerts"] = build_alerts(
-                settings, core().registry, store, on_warning_closed=closed, handover=Handover()
+                settings, core().registry, store, on_warning_closed=closed, handover=handover
             )
             holder["store"] = store
         return svc
@@ -955,12 +970,19 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             except BaseException:
                 # outcome unknown (shutdown, a broken connection): the intent stays and is
                 # resolved at the next start
+                for p in batch:
+                    handover_pending.pop(p, None)
                 for p, o in batch.items():
                     if alerts_pending.get(p) == o:
                         del alerts_pending[p]
                 raise
             released = sum(store.commit_landed(p, batch[p]) for p in sorted(landed))
             refused = [p for p in batch if p not in landed]
+            for p in landed:
+                for key, data in handover_pending.pop(p, {}).items():
+                    handover.write(key, data)
+            for p in refused:
+                handover_pending.pop(p, None)  # the next owner reads them again
             if refused:
                 store.forget_commit_intents(refused)
             for p, o in batch.items():
@@ -1000,41 +1022,45 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             # itself never commits these partitions: the agent does, without it)
             at_assignment = app.consumer._committed_offset
             skipped: dict[tuple[int, str], list[int]] = {}
-            with svc.batch():
-                for event in events:
-                    tp, off = event.message.tp, event.message.offset
-                    p, s = tp.partition, at_assignment.get(tp)
-                    if tp not in assigned or (s is not None and off < s):
-                        # read before a rebalance: its partition's owner reads it again
-                        why = "not assigned now" if tp not in assigned else f"below {s}"
-                        skipped.setdefault((p, why), []).append(off)
-                        continue
-                    if p not in alerts_start:
-                        start = alerts_start[p] = s if s is not None else off
-                        dropped = svc.outbox.drop_unreleased(
-                            now,
-                            f"transitions of partition {p} before offset {start} "
-                            "were committed by another worker",
-                            partition=p,
-                            below_offset=start,
-                        )
-                        log.warning(
-                            "alerts: transitions partition %s read from offset %s (first %s)%s",
-                            p,
-                            start,
-                            off,
-                            f"; dropped {len(dropped)} held messages another worker sent"
-                            if dropped
-                            else "",
-                        )
-                    alerts_pending[p] = off + 1
-                    ev = decode_transition(event.value)
-                    with store.holding(p, off):
-                        if isinstance(ev, AlarmEvent):
-                            svc.on_alarm(ev, now)
-                        else:
-                            warning_id_enterprise[ev.warning_id] = ev.enterprise_code
-                            svc.on_warning(ev, now)
+            in_alerts_batch[0] = True  # their alert records wait for the commit
+            try:
+                with svc.batch():
+                    for event in events:
+                        tp, off = event.message.tp, event.message.offset
+                        p, s = tp.partition, at_assignment.get(tp)
+                        if tp not in assigned or (s is not None and off < s):
+                            # read before a rebalance: its partition's owner reads it again
+                            why = "not assigned now" if tp not in assigned else f"below {s}"
+                            skipped.setdefault((p, why), []).append(off)
+                            continue
+                        if p not in alerts_start:
+                            start = alerts_start[p] = s if s is not None else off
+                            dropped = svc.outbox.drop_unreleased(
+                                now,
+                                f"transitions of partition {p} before offset {start} "
+                                "were committed by another worker",
+                                partition=p,
+                                below_offset=start,
+                            )
+                            log.warning(
+                                "alerts: transitions partition %s read from offset %s (first %s)%s",
+                                p,
+                                start,
+                                off,
+                                f"; dropped {len(dropped)} held messages another worker sent"
+                                if dropped
+                                else "",
+                            )
+                        alerts_pending[p] = off + 1
+                        ev = decode_transition(event.value)
+                        with store.holding(p, off):
+                            if isinstance(ev, AlarmEvent):
+                                svc.on_alarm(ev, now)
+                            else:
+                                warning_id_enterprise[ev.warning_id] = ev.enterprise_code
+                                svc.on_warning(ev, now)
+            finally:
+                in_alerts_batch[0] = False
             for (p, why), offs in skipped.items():
                 log.warning(
                     "transitions %s@%s..%s (%s) skipped: %s",
@@ -1059,6 +1085,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         # the last commit is read again by the partition's next owner.
         alerts_start.clear()
         alerts_pending.clear()
+        handover_pending.clear()  # their batches are read again by the next owner
 
     def owned(c: EnterpriseCore) -> list[str]:
         mine = {
