@@ -33,6 +33,7 @@ from typing import Any
 
 import msgspec
 
+from hazardwatch.read_guard import ReadGuard
 from rules.model import AlarmEvent, WarningEvent
 
 log = logging.getLogger(__name__)
@@ -608,6 +609,47 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
     generation = [0]  # bumped when partitions are revoked
     rules_start: dict[int, int] = {}  # readings partition -> first offset read (for the log)
 
+    async def group_offsets(topic: str, partitions: list[int]) -> dict[int, tuple[int | None, str]]:
+        """The group's committed offsets and metadata of `topic`'s partitions, asked of the
+        group coordinator directly (not Faust's bookkeeping, which records refused commits
+        as done)."""
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.structs import TopicPartition
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=k.bootstrap_servers)
+        await admin.start()
+        try:
+            got = await admin.list_consumer_group_offsets(
+                app.conf.id, partitions=[TopicPartition(topic, p) for p in partitions]
+            )
+        finally:
+            await admin.close()
+        out: dict[int, tuple[int | None, str]] = {}
+        for tp, om in got.items():
+            off = om.offset if om.offset is not None and om.offset >= 0 else None
+            out[tp.partition] = (off, om.metadata or "")
+        return out
+
+    async def start_offsets(tps: list[Any]) -> dict[Any, int | None]:
+        """Where reading each partition must begin: its committed offset, or its first
+        offset when none is committed or the committed one is gone (retention)."""
+        out: dict[Any, int | None] = {}
+        for topic in {tp.topic for tp in tps}:
+            mine = [tp for tp in tps if tp.topic == topic]
+            committed = await group_offsets(topic, [tp.partition for tp in mine])
+            earliest = await app.consumer.earliest_offsets(*mine)
+            for tp in mine:
+                c, first = committed.get(tp.partition, (None, ""))[0], earliest.get(tp)
+                out[tp] = first if c is None else (c if first is None else max(c, first))
+        return out
+
+    async def seek(tp: Any, offset: int) -> None:
+        await app.consumer.seek(tp, offset)
+
+    # See hazardwatch/read_guard.py: no record processed beyond one never read.
+    readings_guard = ReadGuard("rules", start_offsets=start_offsets, seek=seek)
+    transitions_guard = ReadGuard("alerts", start_offsets=start_offsets, seek=seek)
+
     def live() -> LiveStates:
         ls = holder.get("live")
         if ls is None:
@@ -747,6 +789,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             async with lock:
                 if app.rebalancing:  # began while waiting for the lock: settle again
                     events = await settled(events, "readings")
+                events = await readings_guard.admit(events)
                 if not events:
                     continue
                 now = wall_ms()
@@ -758,7 +801,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
                             "rules: readings partition %s read from offset %s (committed %s)",
                             tp.partition,
                             event.message.offset,
-                            app.consumer._committed_offset.get(tp),
+                            readings_guard.start(tp),
                         )
                 n_readings = await evaluate(events, now)
                 unacked.extend(events)
@@ -854,22 +897,8 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
     async def fetch_committed(partitions: list[int]) -> dict[int, tuple[int | None, str]]:
         """The group's committed offsets and metadata of transitions partitions, asked of the
         group coordinator directly (works whoever owns them, and before this worker joins)."""
-        from aiokafka.admin import AIOKafkaAdminClient
-        from aiokafka.structs import TopicPartition
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=k.bootstrap_servers)
-        await admin.start()
-        try:
-            got = await admin.list_consumer_group_offsets(
-                app.conf.id, partitions=[TopicPartition(k.alarms_topic, p) for p in partitions]
-            )
-        finally:
-            await admin.close()
-        out: dict[int, tuple[int | None, str]] = {}
-        for tp, om in got.items():
-            off = om.offset if om.offset is not None and om.offset >= 0 else None
-            out[tp.partition] = (off, om.metadata or "")
-        return out
+        got = await group_offsets(k.alarms_topic, partitions)
+        return {p: got.get(p, (None, "")) for p in partitions}
 
     async def resolve_intents() -> None:
         """Resolve the commit intents a previous incarnation (killed with a commit in flight)
@@ -1011,23 +1040,22 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         alerts()
         await resolve_intents()
         async for batch in stream.noack_take(500, within=0.005):
-            events = await settled(batch, "transitions")
+            events = await transitions_guard.admit(await settled(batch, "transitions"))
             if not events:
                 continue
             now = wall_ms()
             svc = alerts()
             store = holder["store"]
             assigned = app.consumer.assignment()
-            # the committed offset each partition was (re)assigned at (Faust's seek; Faust
-            # itself never commits these partitions: the agent does, without it)
-            at_assignment = app.consumer._committed_offset
             skipped: dict[tuple[int, str], list[int]] = {}
             in_alerts_batch[0] = True  # their alert records wait for the commit
             try:
                 with svc.batch():
                     for event in events:
                         tp, off = event.message.tp, event.message.offset
-                        p, s = tp.partition, at_assignment.get(tp)
+                        # where this assignment's reading began: the committed offset (Faust
+                        # never commits these partitions: the agent does, without it)
+                        p, s = tp.partition, transitions_guard.start(tp)
                         if tp not in assigned or (s is not None and off < s):
                             # read before a rebalance: its partition's owner reads it again
                             why = "not assigned now" if tp not in assigned else f"below {s}"
@@ -1085,6 +1113,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         # the last commit is read again by the partition's next owner.
         alerts_start.clear()
         alerts_pending.clear()
+        transitions_guard.reset()
         handover_pending.clear()  # their batches are read again by the next owner
 
     def owned(c: EnterpriseCore) -> list[str]:
@@ -1120,6 +1149,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         async with lock:
             generation[0] += 1
             rules_start.clear()
+            readings_guard.reset()
             unacked.clear()
             durable_wait.clear()  # never acknowledged: the next owner re-reads them
             if "live" in holder:
