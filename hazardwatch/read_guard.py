@@ -50,6 +50,11 @@ class _Seek:
     dropped: int = 0
 
 
+def _name(tp: Any) -> str:
+    topic, partition = getattr(tp, "topic", None), getattr(tp, "partition", None)
+    return f"{topic}[{partition}]" if topic is not None else str(tp)
+
+
 def message_position(event: Any) -> tuple[TP, int]:
     """(topic partition, offset) of a Faust event."""
     return event.message.tp, event.message.offset
@@ -120,7 +125,7 @@ class ReadGuard:
                             "%s: partition %s still read from beyond offset %s %.0f s after "
                             "seeking back to it; seeking again",
                             self.what,
-                            tp,
+                            _name(tp),
                             sk.target,
                             self._clock() - sk.since,
                         )
@@ -134,7 +139,7 @@ class ReadGuard:
                     "%s: partition %s read again from offset %s (%d records read ahead of "
                     "the hole, from offset %s, dropped: they are read again in order)",
                     self.what,
-                    tp,
+                    _name(tp),
                     off,
                     sk.dropped,
                     sk.first_ahead,
@@ -146,7 +151,7 @@ class ReadGuard:
                     "%s: partition %s: offset %s read while %s is the next to process "
                     "(reading began at %s): records %s..%s were never read; seeking back",
                     self.what,
-                    tp,
+                    _name(tp),
                     off,
                     nxt,
                     self._start.get(tp),
@@ -168,4 +173,6 @@ class ReadGuard:
         try:
             await self._seek(tp, offset)
         except Exception:  # revoked meanwhile, say: the next assignment starts over
-            log.exception("%s: seeking partition %s back to %s failed", self.what, tp, offset)
+            log.exception(
+                "%s: seeking partition %s back to %s failed", self.what, _name(tp), offset
+            )
