@@ -113,6 +113,37 @@ def parse_receipt(metadata: str | None) -> tuple[str, str, int] | None:
         return None
 
 
+HANDOVER_VERSION = 2
+
+
+def handover_resolve(
+    doc: dict[str, Any] | None, committed_of: Callable[[int], int | None]
+) -> dict[str, Any] | None:
+    """The alert record (with its applied events) a worker taking over should trust, from
+    an `alert-records` table value.
+
+    A batch's records are written before its transitions' commit, as `{"v": 2, "final":
+    <the record before the batch>, "pending": <after it>, "p": <transitions partition>,
+    "upto": <the offset committed with it>}`, and rewritten as `{"v": 2, "final": <after>}`
+    once the commit lands. The pending record counts only if the group's committed offset
+    of its partition (`committed_of(p)`, as the taking-over worker read it when its reading
+    began) reached `upto`:
+    - its writer was killed after the commit landed and before the rewrite: the pending
+      record is what people were told; reading the older one, the next owner would notify
+      again the transitions the rules stage re-sends after a failover;
+    - the commit was refused or never made: the next owner reads those transitions again,
+      and must apply them to the record as it was before them, or it would take them for
+      replays and notify nobody (fault suite, 16:00 UTC: a tank temperature alarm's raise).
+    A value without "v" was written by an older worker: the record itself."""
+    if doc is None or doc.get("v") != HANDOVER_VERSION:
+        return doc
+    if "pending" in doc:
+        committed = committed_of(int(doc["p"]))
+        if committed is not None and committed >= int(doc["upto"]):
+            return doc["pending"]
+    return doc.get("final")
+
+
 def intent_outcome(offset: int, token: str, committed: int | None, metadata: str | None) -> str:
     """Did the commit of `offset` under `token`, whose outcome a kill -9 hid, land?
 
@@ -512,12 +543,18 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         that takes over a transitions partition restores the table with it, so it applies
         the next transition of an alarm another worker raised to that worker's record (its
         phase, its acknowledgement, whether people were told) instead of a blank one.
-        Written on the event loop (Faust's producer is not thread-safe) before the
-        transitions' offsets are committed (`commit_alerts` flushes the producer)."""
+        Written on the event loop (Faust's producer is not thread-safe). An alerts batch's
+        records are written as pending on its commit before the commit (`commit_alerts`
+        flushes the producer in between) and as final once it lands; a reader trusts a
+        pending one only if the group committed its offset (`handover_resolve`)."""
 
         def get(self, enterprise: str, subject_id: str) -> dict[str, Any] | None:
-            raw = subject_table.get(f"{enterprise}|{subject_id}".encode())
-            return None if raw is None else msgspec.json.decode(raw)
+            return self.resolved(f"{enterprise}|{subject_id}".encode())
+
+        def resolved(self, key: bytes) -> dict[str, Any] | None:
+            raw = subject_table.get(key)
+            doc = None if raw is None else msgspec.json.decode(raw)
+            return handover_resolve(doc, transitions_committed)
 
         def put(self, enterprise: str, subject_id: str, data: dict[str, Any] | None) -> None:
             key = f"{enterprise}|{subject_id}".encode()
@@ -527,12 +564,24 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
                 return
             self.write(key, data)
 
+        def write_pending(self, key: bytes, data: dict[str, Any] | None, p: int, upto: int) -> None:
+            """Before the commit of `upto` on transitions partition `p` (see handover_resolve);
+            on the event loop."""
+            doc = {
+                "v": HANDOVER_VERSION,
+                "final": self.resolved(key),
+                "pending": data,
+                "p": p,
+                "upto": upto,
+            }
+            subject_table[key] = msgspec.json.encode(doc)
+
         def write(self, key: bytes, data: dict[str, Any] | None) -> None:
             def write() -> None:
                 if data is None:
                     subject_table.pop(key, None)
                 else:
-                    subject_table[key] = msgspec.json.encode(data)
+                    subject_table[key] = msgspec.json.encode({"v": HANDOVER_VERSION, "final": data})
 
             if threading.current_thread() is threading.main_thread():
                 write()
@@ -649,6 +698,11 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
     # See hazardwatch/read_guard.py: no record processed beyond one never read.
     readings_guard = ReadGuard("rules", start_offsets=start_offsets, seek=seek)
     transitions_guard = ReadGuard("alerts", start_offsets=start_offsets, seek=seek)
+
+    def transitions_committed(p: int) -> int | None:
+        """Transitions partition p's committed offset when this assignment began reading it
+        (None: not read yet in this assignment)."""
+        return transitions_guard.start_of(k.alarms_topic, p)
 
     def live() -> LiveStates:
         ls = holder.get("live")
@@ -968,7 +1022,11 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             token = f"{incarnation}.{commit_seq[0]}"
             batch = dict(alerts_pending)
             store.record_commit_intents({p: (o, token) for p, o in batch.items()})
-            # the alert records these transitions changed reach their changelog first
+            # the alert records these transitions changed reach their changelog first, as
+            # pending on this commit (see handover_resolve)
+            for p, o in batch.items():
+                for key, data in handover_pending.get(p, {}).items():
+                    handover.write_pending(key, data, p, o)
             await app.producer.flush()
             thread = app.consumer._thread  # the aiokafka consumer runs in Faust's thread
             offsets = {
@@ -1009,9 +1067,11 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             refused = [p for p in batch if p not in landed]
             for p in landed:
                 for key, data in handover_pending.pop(p, {}).items():
-                    handover.write(key, data)
+                    handover.write(key, data)  # final now
             for p in refused:
-                handover_pending.pop(p, None)  # the next owner reads them again
+                # the next owner reads them again, on the records as they were before them
+                # (their values name this commit's offset, which the group never reached)
+                handover_pending.pop(p, None)
             if refused:
                 store.forget_commit_intents(refused)
             for p, o in batch.items():

@@ -94,6 +94,13 @@ class ReadGuard:
         """Where this assignment's reading of `tp` began (None: not read yet, or unknown)."""
         return self._start.get(tp)
 
+    def start_of(self, topic: str, partition: int) -> int | None:
+        """`start` by topic name and partition number."""
+        for tp, start in self._start.items():
+            if getattr(tp, "topic", None) == topic and getattr(tp, "partition", None) == partition:
+                return start
+        return None
+
     async def admit(self, events: Sequence[E]) -> list[E]:
         """The events of `events` to process, in order: none beyond a hole. If the partitions
         are revoked (`reset`) while this waits for Kafka, none: they are read again."""

@@ -11,7 +11,7 @@ import pytest
 from alerts.model import EventType, Notification
 from alerts.outbox import Outbox
 from alerts.store import AlertStore
-from hazardwatch.faust_app import intent_outcome, parse_receipt, receipt
+from hazardwatch.faust_app import handover_resolve, intent_outcome, parse_receipt, receipt
 
 
 def test_a_receipt_round_trips_and_foreign_metadata_is_no_receipt():
@@ -74,3 +74,50 @@ def test_intents_survive_reopening_and_a_landed_commit_releases_its_rows_only(tm
     store.record_commit_intents({2: (13, "inc.2")})
     store.record_commit_intents({2: (14, "inc.3")})  # the newest replaces the older
     assert store.commit_intents() == {2: (14, "inc.3")}
+
+
+# -- the alert-records hand-over: records pending on a commit ------------------------------
+
+BEFORE = {"record": {"phase": "raised", "notified": False}, "applied": ["a"]}
+AFTER = {"record": {"phase": "raised", "notified": True}, "applied": ["a", "b"]}
+
+
+def pending_doc(final=BEFORE, pending=AFTER, p=2, upto=40):
+    return {"v": 2, "final": final, "pending": pending, "p": p, "upto": upto}
+
+
+def test_a_pending_record_counts_once_the_group_committed_its_offset():
+    # the writer was killed after its commit landed, before rewriting the record as final:
+    # the next owner must know people were told, or a re-sent transition notifies again
+    assert handover_resolve(pending_doc(), {2: 40}.get) == AFTER
+    assert handover_resolve(pending_doc(), {2: 55}.get) == AFTER
+
+
+def test_a_pending_record_whose_commit_never_landed_gives_the_record_before_it():
+    # the commit was refused (or never sent): the next owner reads those transitions again
+    # and must apply them to the record as it was, not take them for replays
+    assert handover_resolve(pending_doc(), {2: 39}.get) == BEFORE
+    assert handover_resolve(pending_doc(), {}.get) == BEFORE  # nothing committed yet
+    assert handover_resolve(pending_doc(final=None), {2: 10}.get) is None  # a new subject
+
+
+def test_a_closing_record_pending_is_gone_once_committed():
+    assert handover_resolve(pending_doc(pending=None), {2: 40}.get) is None
+    assert handover_resolve(pending_doc(pending=None), {2: 39}.get) == BEFORE
+
+
+def test_final_and_older_values_read_as_the_record():
+    assert handover_resolve({"v": 2, "final": AFTER}, {}.get) == AFTER
+    assert handover_resolve(AFTER, {}.get) == AFTER  # written by an older worker
+    assert handover_resolve(None, {}.get) is None
+
+
+def test_the_partition_asked_is_the_one_the_record_is_pending_on():
+    asked = []
+
+    def committed(p: int) -> int | None:
+        asked.append(p)
+        return 100
+
+    handover_resolve(pending_doc(p=5), committed)
+    assert asked == [5]

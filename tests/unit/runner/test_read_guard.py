@@ -128,3 +128,15 @@ def test_a_revocation_while_asking_kafka_drops_the_batch():
     assert admit(g, ("r0", 5)) == []
     g._start_offsets = f.start_offsets
     assert admit(g, ("r0", 5)) == [("r0", 5)]
+
+
+def test_start_of_finds_a_partition_by_topic_and_number():
+    from collections import namedtuple
+
+    TP = namedtuple("TP", "topic partition")
+    f = Fake({})
+    f.committed = {TP("t", 1): 7, TP("u", 1): 9}
+    g = ReadGuard("test", start_offsets=f.start_offsets, seek=f.seek, position=lambda e: e)
+    asyncio.run(g.admit([(TP("t", 1), 7), (TP("u", 1), 9)]))
+    assert g.start_of("t", 1) == 7 and g.start_of("u", 1) == 9
+    assert g.start_of("t", 2) is None
