@@ -680,16 +680,16 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         return out
 
     async def start_offsets(tps: list[Any]) -> dict[Any, int | None]:
-        """Where reading each partition must begin: its committed offset, or its first
-        offset when none is committed or the committed one is gone (retention)."""
+        """Where reading each partition must begin: its committed offset (None: nothing
+        committed yet). Asked with an admin client of its own, never through Faust's consumer
+        thread: during a rebalance that waits for the revocation handlers, which wait for
+        the agents (a worker hung in a rebalance for good when this asked the consumer)."""
         out: dict[Any, int | None] = {}
         for topic in {tp.topic for tp in tps}:
             mine = [tp for tp in tps if tp.topic == topic]
             committed = await group_offsets(topic, [tp.partition for tp in mine])
-            earliest = await app.consumer.earliest_offsets(*mine)
             for tp in mine:
-                c, first = committed.get(tp.partition, (None, ""))[0], earliest.get(tp)
-                out[tp] = first if c is None else (c if first is None else max(c, first))
+                out[tp] = committed.get(tp.partition, (None, ""))[0]
         return out
 
     async def seek(tp: Any, offset: int) -> None:
@@ -839,11 +839,12 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         FLUSH_INTERVAL_S) and only then are the batch's records acknowledged."""
         holder["rules_stream"] = stream
         async for batch in stream.noack_take(2000, within=0.02):
-            events = await settled(batch, "readings")
+            # the guard asks Kafka, maybe seeks: never with the lock, which the revocation
+            # handler needs to let a rebalance finish
+            events = await readings_guard.admit(await settled(batch, "readings"))
             async with lock:
                 if app.rebalancing:  # began while waiting for the lock: settle again
                     events = await settled(events, "readings")
-                events = await readings_guard.admit(events)
                 if not events:
                     continue
                 now = wall_ms()

@@ -18,11 +18,13 @@ was committed (4 alarms never raised), and another from 185 with 184 committed.
 
 So `ReadGuard.admit` checks every record against the next offset it expects per partition,
 starting at the committed offset (asked of Kafka, not of Faust's bookkeeping, which also
-records refused commits) or, with none committed, at the partition's first offset. A record
-beyond that is a hole: the guard seeks the partition back to the expected offset and drops
-what was read ahead until the record at the expected offset arrives again. Records below it
-(read again after a crash or a rebalance) pass: the stages downstream recognise them by their
-deterministic ids. If a seek shows no effect within `reseek_after_s`, it is repeated.
+records refused commits; with none committed, from the first record read). A record beyond
+it is a hole: the guard seeks the partition back to the expected offset and drops what was
+read ahead until the record at the expected offset arrives again. Records below it (read
+again after a crash or a rebalance) pass: the stages downstream recognise them by their
+deterministic ids. A seek that shows no effect within `reseek_after_s` is repeated; after
+`max_attempts` the records are taken as gone from the topic (retention) and reading goes on
+from what is there, with an ERROR line.
 
 The guard knows nothing of Faust: the caller gives it a function that asks the start offsets
 of partitions, and one that seeks; `reset()` is called when partitions are revoked.
@@ -48,6 +50,7 @@ class _Seek:
     since: float
     first_ahead: int
     dropped: int = 0
+    attempts: int = 1
 
 
 def _name(tp: Any) -> str:
@@ -69,6 +72,7 @@ class ReadGuard:
         seek: Callable[[TP, int], Awaitable[None]],
         position: Callable[[Any], tuple[TP, int]] = message_position,
         reseek_after_s: float = 15.0,
+        max_attempts: int = 2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.what = what
@@ -76,6 +80,7 @@ class ReadGuard:
         self._seek = seek
         self._position = position
         self.reseek_after_s = reseek_after_s
+        self.max_attempts = max_attempts
         self._clock = clock
         self._start: dict[TP, int | None] = {}
         self._next: dict[TP, int | None] = {}
@@ -125,9 +130,28 @@ class ReadGuard:
                 continue
             sk = self._seeking.get(tp)
             if sk is not None:
-                if off > sk.target:
+                if off > sk.target and self._clock() - sk.since >= self.reseek_after_s:
+                    if sk.attempts >= self.max_attempts:
+                        # the records are not there to read (deleted by retention, say):
+                        # going on from what is there loses nothing that exists
+                        log.error(
+                            "%s: partition %s: records %s..%s cannot be read (%d seeks back "
+                            "to %s had no effect: deleted by retention?); going on from %s",
+                            self.what,
+                            _name(tp),
+                            sk.target,
+                            off - 1,
+                            sk.attempts,
+                            sk.target,
+                            off,
+                        )
+                        del self._seeking[tp]
+                        self._next[tp] = None
+                        sk = None
+                if sk is not None and off > sk.target:
                     sk.dropped += 1
                     if self._clock() - sk.since >= self.reseek_after_s:
+                        sk.attempts += 1
                         log.warning(
                             "%s: partition %s still read from beyond offset %s %.0f s after "
                             "seeking back to it; seeking again",
@@ -141,6 +165,7 @@ class ReadGuard:
                             return []
                         sk.since = self._clock()
                     continue
+            if sk is not None:
                 del self._seeking[tp]
                 log.warning(
                     "%s: partition %s read again from offset %s (%d records read ahead of "

@@ -90,6 +90,24 @@ def test_a_seek_without_effect_is_repeated_after_a_while():
     assert admit(g, ("r0", 5)) == [("r0", 5)]
 
 
+def test_records_a_second_seek_cannot_bring_back_are_taken_as_gone(caplog):
+    # committed 5, but retention deleted everything below 9: each seek lands on 9 again
+    f = Fake({"r0": 5})
+    g = f.guard()
+    assert admit(g, ("r0", 9)) == []
+    f.now = 10
+    assert admit(g, ("r0", 9)) == []  # second seek
+    assert f.seeks == [("r0", 5), ("r0", 5)]
+    f.now = 19
+    assert admit(g, ("r0", 9)) == []  # not yet: the second seek gets its time too
+    f.now = 20
+    assert admit(g, ("r0", 9), ("r0", 10)) == [("r0", 9), ("r0", 10)]
+    assert "records 5..8 cannot be read (2 seeks back to 5 had no effect" in caplog.text
+    assert admit(g, ("r0", 11)) == [("r0", 11)]  # and in order from there
+    assert admit(g, ("r0", 13)) == []  # a new hole is caught again
+    assert f.seeks[-1] == ("r0", 12)
+
+
 def test_reset_starts_every_partition_again_at_its_committed_offset():
     f = Fake({"r0": 5})
     g = f.guard()
