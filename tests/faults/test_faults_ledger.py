@@ -32,18 +32,8 @@ QUIET_S = 1.5  # after completion: late duplicates would show within this
 
 _index = iter(range(100))
 
+
 # The two worker-kill rows (see tests/faults/README.md).
-WORKER_KILL_XFAIL = pytest.mark.xfail(
-    strict=False,  # kept until CI shows these rows balance run after run (then: strict)
-    reason="worker kill -9 and hand-back (hazardwatch/faust_app.py): lost readings or one "
-    "alarm transition in about 1 run in 4 until 15:15 UTC 2026-11-29, when the agents "
-    "stopped processing events fetched before a rebalance and flushing/acknowledging during "
-    "one (a revoked worker had written states and alert records through the shared "
-    "changelogs). Since then the combined row balanced 5 of 5; the kill row 4 of 5 (16:00 "
-    "UTC: 1 alarm and its 3 messages lost), so a race is left there.",
-)
-
-
 def run_case(
     name: str,
     dep,
@@ -117,7 +107,6 @@ def test_kill_9_of_the_bridge(faults_deployment, faults_stack):
     check(run_case("kill -9 bridge", dep, faults_stack, fault))
 
 
-@WORKER_KILL_XFAIL
 def test_kill_9_of_a_worker_then_restarted(faults_deployment, faults_stack):
     dep = faults_deployment
 
@@ -128,7 +117,6 @@ def test_kill_9_of_a_worker_then_restarted(faults_deployment, faults_stack):
         dep.restart_worker("w1")
 
     row = run_case("kill -9 worker (restarted)", dep, faults_stack, fault, after=dep.wait_serving)
-    row.xfail = True  # shown as XFAIL in the table when it does not balance
     check(row)
 
 
@@ -257,7 +245,6 @@ def test_full_disk_under_the_spill_folder(faults_deployment, faults_stack, tmp_p
 COMBINED_INFLUX_DOWN_S = 30.0
 
 
-@WORKER_KILL_XFAIL
 def test_combined_worker_kill_influx_down_platform_500_mosquitto_restart(
     faults_deployment, faults_stack
 ):
@@ -296,7 +283,6 @@ def test_combined_worker_kill_influx_down_platform_500_mosquitto_restart(
     finally:
         for t in influx_back:
             t.join()
-    row.xfail = True  # shown as XFAIL in the table when it does not balance
     check(row)
 
 
