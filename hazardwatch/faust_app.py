@@ -1254,6 +1254,38 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         if settings.metrics.port:
             metrics.serve(settings.metrics.port)
 
+    async def reposition(generation_id: int) -> None:
+        """After a rebalance, read every readings and transitions partition of this worker
+        again from its committed offset, whatever Faust's fetcher did (hazardwatch/
+        read_guard.py). Faust skips its own seek when another rebalance began during the
+        recovery, and the guard sees a hole only when a newer record arrives: a partition
+        whose last records were fetched before the rebalance and dropped stayed unread
+        (e2e: a worker's alarms after a failover never came). Records read twice are
+        recognised downstream by their deterministic ids."""
+        while app.rebalancing:
+            await asyncio.sleep(0.05)
+        if app.consumer_generation_id != generation_id:
+            return  # another rebalance: its own reposition follows
+        tps = [
+            tp for tp in app.consumer.assignment() if tp.topic in (k.readings_topic, k.alarms_topic)
+        ]
+        if not tps:
+            return
+        try:
+            committed = await start_offsets(tps)
+            for tp in tps:
+                c = committed.get(tp)
+                if app.rebalancing or app.consumer_generation_id != generation_id:
+                    return
+                if c is not None:
+                    await app.consumer.seek(tp, c)
+        except Exception:  # revoked meanwhile, Kafka away: the guard still stands
+            log.exception("repositioning partitions at their committed offsets failed")
+
+    @app.on_rebalance_complete.connect
+    async def _reposition(app_: Any, **kwargs: Any) -> None:
+        holder["reposition"] = asyncio.ensure_future(reposition(app.consumer_generation_id))
+
     @app.on_rebalance_complete.connect
     async def _announce(app_: Any, **kwargs: Any) -> None:
         # One line operators (and the e2e tests) can wait for: tables recovered, serving.
