@@ -94,6 +94,7 @@ def wall_ms() -> int:
 # commit's intent in its store at the next start and resolves it with `intent_outcome`.
 
 RECEIPT_VERSION = "hw1"
+START_OFFSETS_TIMEOUT_S = 5.0  # asking the group's committed offsets (read guard)
 
 
 def receipt(worker: str, token: str, start: int) -> str:
@@ -687,7 +688,23 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         out: dict[Any, int | None] = {}
         for topic in {tp.topic for tp in tps}:
             mine = [tp for tp in tps if tp.topic == topic]
-            committed = await group_offsets(topic, [tp.partition for tp in mine])
+            try:
+                committed = await asyncio.wait_for(
+                    group_offsets(topic, [tp.partition for tp in mine]), START_OFFSETS_TIMEOUT_S
+                )
+            except Exception as exc:  # noqa: BLE001 - Kafka slow or away: Faust's own view
+                # an agent must not wait for this: an agent stuck here left a partition
+                # unread after a failover (e2e, two workers)
+                log.warning(
+                    "asking Kafka for the committed offsets of %s %s failed (%s); using the "
+                    "consumer's own",
+                    topic,
+                    [tp.partition for tp in mine],
+                    type(exc).__name__,
+                )
+                committed = {
+                    tp.partition: (app.consumer._committed_offset.get(tp), "") for tp in mine
+                }
             for tp in mine:
                 out[tp] = committed.get(tp.partition, (None, ""))[0]
         return out
@@ -1273,12 +1290,17 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             return
         try:
             committed = await start_offsets(tps)
+            done = []
             for tp in tps:
                 c = committed.get(tp)
                 if app.rebalancing or app.consumer_generation_id != generation_id:
                     return
-                if c is not None:
-                    await app.consumer.seek(tp, c)
+                # nothing committed: from the start (the group's policy is "earliest"; an
+                # offset below the log start resets to it). A failover once left such a
+                # partition unread: its records had been read only by the worker killed.
+                await app.consumer.seek(tp, 0 if c is None else c)
+                done.append(f"{tp.topic}[{tp.partition}]@{c if c is not None else 'start'}")
+            log.warning("reading again from the committed offsets: %s", ", ".join(done) or "-")
         except Exception:  # revoked meanwhile, Kafka away: the guard still stands
             log.exception("repositioning partitions at their committed offsets failed")
 

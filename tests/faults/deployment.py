@@ -187,6 +187,7 @@ class Deployment:
         "rules: partition",  # hazardwatch/read_guard.py: a hole, and the read after the seek
         "alerts: partition",
         "fetched before the rebalance",
+        "reading again from the committed offsets",
     )
 
     def handover_lines(self) -> list[str]:
