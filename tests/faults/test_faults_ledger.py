@@ -33,7 +33,6 @@ QUIET_S = 1.5  # after completion: late duplicates would show within this
 _index = iter(range(100))
 
 
-# The two worker-kill rows (see tests/faults/README.md).
 def run_case(
     name: str,
     dep,
