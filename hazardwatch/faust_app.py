@@ -532,10 +532,9 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         )
     )
 
-    # Alert records written by alerts batches, by transitions partition, held back until the
-    # batches' commit lands (`commit_alerts`): a record from a batch whose commit was refused
-    # told the next owner that transitions it still had to notify were applied already
-    # (fault suite: a tank temperature alarm's raise was never notified).
+    # Alert records changed by the alerts batches not committed yet, by transitions
+    # partition: `commit_alerts` writes them as pending on its commit before committing, and
+    # as final once it lands (see handover_resolve).
     handover_pending: dict[int, dict[bytes, Any]] = {}
     in_alerts_batch = [False]
 
@@ -680,34 +679,35 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             out[tp.partition] = (off, om.metadata or "")
         return out
 
-    async def start_offsets(tps: list[Any]) -> dict[Any, int | None]:
-        """Where reading each partition must begin: its committed offset (None: nothing
-        committed yet). Asked with an admin client of its own, never through Faust's consumer
-        thread: during a rebalance that waits for the revocation handlers, which wait for
-        the agents (a worker hung in a rebalance for good when this asked the consumer)."""
+    async def committed_offsets(tps: list[Any]) -> dict[Any, int | None]:
+        """Kafka's committed offsets of partitions (None: nothing committed), within
+        START_OFFSETS_TIMEOUT_S, or an exception. Asked with an admin client of its own,
+        never through Faust's consumer thread: during a rebalance that waits for the
+        revocation handlers, which wait for the agents (a worker hung in a rebalance for good
+        when this asked the consumer)."""
         out: dict[Any, int | None] = {}
         for topic in {tp.topic for tp in tps}:
             mine = [tp for tp in tps if tp.topic == topic]
-            try:
-                committed = await asyncio.wait_for(
-                    group_offsets(topic, [tp.partition for tp in mine]), START_OFFSETS_TIMEOUT_S
-                )
-            except Exception as exc:  # noqa: BLE001 - Kafka slow or away: Faust's own view
-                # an agent must not wait for this: an agent stuck here left a partition
-                # unread after a failover (e2e, two workers)
-                log.warning(
-                    "asking Kafka for the committed offsets of %s %s failed (%s); using the "
-                    "consumer's own",
-                    topic,
-                    [tp.partition for tp in mine],
-                    type(exc).__name__,
-                )
-                committed = {
-                    tp.partition: (app.consumer._committed_offset.get(tp), "") for tp in mine
-                }
-            for tp in mine:
-                out[tp] = committed.get(tp.partition, (None, ""))[0]
+            got = await asyncio.wait_for(
+                group_offsets(topic, [tp.partition for tp in mine]), START_OFFSETS_TIMEOUT_S
+            )
+            out.update({tp: got.get(tp.partition, (None, ""))[0] for tp in mine})
         return out
+
+    async def start_offsets(tps: list[Any]) -> dict[Any, int | None]:
+        """Where the read guard's reading of each partition begins: `committed_offsets`, or
+        Faust's own view when Kafka does not answer in time (an agent must not wait: one
+        stuck here left a partition unread after a failover)."""
+        try:
+            return await committed_offsets(tps)
+        except Exception as exc:  # noqa: BLE001 - Kafka slow or away
+            log.warning(
+                "asking Kafka for the committed offsets of %s failed (%s); using the "
+                "consumer's own",
+                sorted(f"{tp.topic}[{tp.partition}]" for tp in tps),
+                type(exc).__name__,
+            )
+            return {tp: app.consumer._committed_offset.get(tp) for tp in tps}
 
     async def seek(tp: Any, offset: int) -> None:
         await app.consumer.seek(tp, offset)
@@ -1126,7 +1126,7 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
             store = holder["store"]
             assigned = app.consumer.assignment()
             skipped: dict[tuple[int, str], list[int]] = {}
-            in_alerts_batch[0] = True  # their alert records wait for the commit
+            in_alerts_batch[0] = True  # their alert records go out with the commit
             try:
                 with svc.batch():
                     for event in events:
@@ -1289,7 +1289,9 @@ def create_app(settings: Any, worker_id: str | None = None) -> Any:
         if not tps:
             return
         try:
-            committed = await start_offsets(tps)
+            # Kafka's answer only: a guess (Faust's bookkeeping) could send a partition back to
+            # its start
+            committed = await committed_offsets(tps)
             done = []
             for tp in tps:
                 c = committed.get(tp)
