@@ -85,7 +85,7 @@ class ReadGuard:
         self._start: dict[TP, int | None] = {}
         self._next: dict[TP, int | None] = {}
         self._seeking: dict[TP, _Seek] = {}
-        self.holes = 0  # seeks back made (for tests and metrics)
+        self.holes = 0  # holes found (each one seek back); the unit tests read it
         self._epoch = 0  # bumped by reset(): an admit() that awaited across one drops all
 
     def reset(self) -> None:
